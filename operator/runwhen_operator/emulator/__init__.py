@@ -1,0 +1,1 @@
+"""runwhen_operator.emulator."""
