@@ -94,3 +94,10 @@ case "$what" in
   all) build_etcd; build_apiserver ;;
   *) echo "usage: $0 [kube-apiserver|etcd|all]" >&2; exit 2 ;;
 esac
+# The binaries are what is cached; the Go build and module caches (about 3 GB) are not needed again.
+if [ -d "$GOMODCACHE" ] || [ -d "$GOCACHE" ]; then
+  if [ -x "$BIN/kube-apiserver-v$KUBE_VERSION" ] && [ -x "$BIN/etcd-v$ETCD_VERSION" ]; then
+    go clean -modcache >/dev/null 2>&1 || true
+    rm -rf "$GOCACHE" "$GOMODCACHE" "$BUILD"
+  fi
+fi
