@@ -179,9 +179,7 @@ class ControlPlane:
         self._wait(lambda: self._http_ok(f"{etcd_url}/health"), timeout, "etcd /health")
         key = self.workdir / "certs" / "sa.key"
         if not key.exists():
-            subprocess.run(
-                ["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True
-            )
+            subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
         tokens = self.workdir / "certs" / "tokens.csv"
         tokens.write_text(f'{self.admin_token},admin,admin-uid,"system:masters"\n')
         tokens.chmod(0o600)
@@ -261,7 +259,7 @@ class ControlPlane:
         ctx.verify_mode = ssl.CERT_NONE
         try:
             req = urllib.request.Request(url, headers=headers or {})
-            with urllib.request.urlopen(req, timeout=2, context=ctx) as resp:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=2, context=ctx) as resp:
                 return bool(resp.status == 200)
         except OSError:
             return False
@@ -284,9 +282,7 @@ class ControlPlane:
             time.sleep(0.2)
         raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
-    def write_kubeconfig(
-        self, path: Path, *, token: str, user: str, namespace: str | None = None
-    ) -> Path:
+    def write_kubeconfig(self, path: Path, *, token: str, user: str, namespace: str | None = None) -> Path:
         ca = base64.b64encode(self.ca_file.read_bytes()).decode()
         ctx: dict[str, object] = {"cluster": "testenv", "user": user}
         if namespace:

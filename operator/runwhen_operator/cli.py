@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -16,8 +17,64 @@ def build_parser() -> argparse.ArgumentParser:
     scope = run.add_mutually_exclusive_group()
     scope.add_argument("--namespace", "-n", action="append", default=[], help="watch this namespace")
     scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
-    sub.add_parser("crds", help="print the generated CustomResourceDefinitions")
+    env = os.environ.get
+    run.add_argument(
+        "--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig (default: in-cluster, then ~/.kube)"
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env("RUNWHEN_METRICS_PORT", "9090")),
+        help="Prometheus metrics port (0: off)",
+    )
+    run.add_argument(
+        "--health-port",
+        type=int,
+        default=int(env("RUNWHEN_HEALTH_PORT", "8081")),
+        help="liveness/readiness port (0: off)",
+    )
+    run.add_argument(
+        "--health-host",
+        default=env("RUNWHEN_HEALTH_HOST", "0.0.0.0"),
+        help="address of the health and metrics endpoints",
+    )
+    peering = run.add_mutually_exclusive_group()
+    peering.add_argument(
+        "--peering",
+        metavar="NAME",
+        default=env("RUNWHEN_PEERING") or None,
+        help="run as one of several replicas; one is active",
+    )
+    peering.add_argument("--standalone", action="store_true", help="the only replica (the default)")
+    run.add_argument(
+        "--workers", type=int, default=int(env("RUNWHEN_WORKERS", "16")), help="concurrent reconciles"
+    )
+    run.add_argument(
+        "--poll-interval", default=env("RUNWHEN_POLL_INTERVAL", "5m"), help="default drift-check interval"
+    )
+    run.add_argument("--log-format", choices=["text", "json"], default=env("RUNWHEN_LOG_FORMAT", "text"))
+    run.add_argument("--log-level", default=env("RUNWHEN_LOG_LEVEL", "info"))
+    crds = sub.add_parser("crds", help="print the generated CustomResourceDefinitions")
+    crds.add_argument(
+        "--write",
+        action="store_true",
+        help="write crds/, the Helm chart's crds/ and docs/crd-reference.md instead of printing",
+    )
+    crds.add_argument("--root", default=".", help="repository root to write under (with --write; default: .)")
     return parser
+
+
+def _crds(*, write: bool, root: str) -> int:
+    from pathlib import Path
+
+    from runwhen_operator import crdgen
+
+    if not write:
+        sys.stdout.write(crdgen.render_stream())
+        return 0
+    for path in crdgen.write_all(Path(root)):
+        print(f"wrote {path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,8 +83,41 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    parser.error(f"'{args.command}' is not implemented yet")
-    return 2
+    if args.command == "crds":
+        return _crds(write=args.write, root=args.root)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from runwhen_operator import logs
+    from runwhen_operator.api import common
+    from runwhen_operator.handlers import context, metrics, operator
+
+    logs.configure(args.log_format, args.log_level)
+    options = context.Options(default_poll_interval=common.parse_duration(args.poll_interval))
+    collector = metrics.PrometheusMetrics()
+    if args.metrics_port:
+        collector.serve(args.health_host, args.metrics_port)
+    config = operator.Config(
+        namespaces=list(args.namespace),
+        clusterwide=not args.namespace,
+        kubeconfig=args.kubeconfig,
+        workers=args.workers,
+        options=options,
+        peering=None if args.standalone else args.peering,
+        liveness_endpoint=f"http://{args.health_host}:{args.health_port}/healthz"
+        if args.health_port
+        else None,
+        metrics=collector,
+        client_options={"on_request": collector.on_request, "on_retry": collector.on_retry},
+    )
+    try:
+        asyncio.run(operator.run(config))
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 if __name__ == "__main__":

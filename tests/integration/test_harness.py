@@ -80,9 +80,19 @@ def test_cel_rule_rejects_invalid_object_with_its_message(
     k8s_api: client.ApiClient, widget_crd: str, namespace: str
 ) -> None:
     api = client.CustomObjectsApi(k8s_api)
-    good = {"apiVersion": f"{GROUP}/v1", "kind": "Widget", "metadata": {"name": "ok"}, "spec": {"min": 1, "max": 2}}
+    good = {
+        "apiVersion": f"{GROUP}/v1",
+        "kind": "Widget",
+        "metadata": {"name": "ok"},
+        "spec": {"min": 1, "max": 2},
+    }
     api.create_namespaced_custom_object(GROUP, "v1", namespace, widget_crd, good)
-    bad = {"apiVersion": f"{GROUP}/v1", "kind": "Widget", "metadata": {"name": "bad"}, "spec": {"min": 3, "max": 2}}
+    bad = {
+        "apiVersion": f"{GROUP}/v1",
+        "kind": "Widget",
+        "metadata": {"name": "bad"},
+        "spec": {"min": 3, "max": 2},
+    }
     with pytest.raises(client.ApiException) as err:
         api.create_namespaced_custom_object(GROUP, "v1", namespace, widget_crd, bad)
     assert err.value.status == 422
@@ -93,7 +103,12 @@ def test_status_subresource_is_separate_from_spec(
     k8s_api: client.ApiClient, widget_crd: str, namespace: str
 ) -> None:
     api = client.CustomObjectsApi(k8s_api)
-    obj = {"apiVersion": f"{GROUP}/v1", "kind": "Widget", "metadata": {"name": "s"}, "spec": {"min": 1, "max": 1}}
+    obj = {
+        "apiVersion": f"{GROUP}/v1",
+        "kind": "Widget",
+        "metadata": {"name": "s"},
+        "spec": {"min": 1, "max": 1},
+    }
     created = api.create_namespaced_custom_object(GROUP, "v1", namespace, widget_crd, obj)
     # status in the main resource is ignored; the status subresource stores it without a generation bump
     assert "status" not in created

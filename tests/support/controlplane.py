@@ -85,7 +85,13 @@ def apply_manifest(api: client.ApiClient, doc: dict[str, Any]) -> None:
     dyn = DynamicClient(api)
     res = dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
     ns = doc.get("metadata", {}).get("namespace")
-    res.server_side_apply(body=doc, name=doc["metadata"]["name"], namespace=ns, field_manager="runwhen-tests", force_conflicts=True)
+    res.server_side_apply(
+        body=doc,
+        name=doc["metadata"]["name"],
+        namespace=ns,
+        field_manager="runwhen-tests",
+        force_conflicts=True,
+    )
 
 
 def install_crds(api: client.ApiClient, crd_dir: Path, timeout: float = 60.0) -> list[str]:

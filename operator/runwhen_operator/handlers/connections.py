@@ -1,0 +1,141 @@
+"""ClusterRunWhenConnection and RunWhenConnection: credentials from a Secret, verified by logging in.
+
+The Secret is re-read at every check (a read, never a write); the client is rebuilt and the login
+repeated only when the Secret, URL or settings changed, or after RunWhen refused the credentials.
+Dependents (the objects using the connection) are queued whenever the connection's readiness
+changes, so they recover the moment it is fixed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runwhen_operator.api import common, connection
+from runwhen_operator.handlers import context, kube, runtime
+from runwhen_operator.reconcile import connections
+
+PLURALS = {
+    context.KIND_CLUSTER_CONNECTION: "clusterrunwhenconnections",
+    context.KIND_CONNECTION: "runwhenconnections",
+}
+DEPENDENT_KINDS = (
+    context.KIND_WORKSPACE,
+    context.KIND_WORKFLOW,
+    context.KIND_PERSONA,
+    context.KIND_WORKFLOW_RUN,
+)
+
+
+class ConnectionReconciler:
+    def __init__(self, ctx: context.Context, kind: str) -> None:
+        self.ctx = ctx
+        self.kind = kind
+        self.plural = PLURALS[kind]
+        self.spec_model: Any = (
+            connection.ClusterConnectionSpec
+            if kind == context.KIND_CLUSTER_CONNECTION
+            else connection.ConnectionSpec
+        )
+
+    async def __call__(self, key: runtime.Key) -> runtime.Result:
+        ctx = self.ctx
+        body = ctx.controller.store.get(self.kind, key.namespace, key.name)
+        cid: connections.ConnectionId = (self.kind, key.namespace, key.name)
+        if body is None:
+            await ctx.registry.remove(cid)
+            self._queue_dependents(cid)
+            return runtime.Result()
+        generation = body["metadata"].get("generation")
+        spec = self.spec_model.model_validate(body.get("spec") or {})
+        secret_ns = (
+            spec.credentials_secret_ref.namespace
+            if self.kind == context.KIND_CLUSTER_CONNECTION
+            else key.namespace
+        ) or key.namespace
+        secret_name = spec.credentials_secret_ref.name
+        previous = ctx.registry.get(cid)
+        was_ready = previous.ready if previous else None
+        status: dict[str, Any]
+        try:
+            data = await ctx.kube.read_secret(secret_ns, secret_name)
+            settings = connections.Settings(
+                url=spec.url,
+                secret_data=data,
+                ca_bundle=spec.ca_bundle,
+                requests_per_second=spec.rate_limit.requests_per_second,
+                burst=spec.rate_limit.burst,
+                timeout_seconds=float(spec.timeout_seconds),
+            )
+            conn, rebuilt = await ctx.registry.ensure(cid, settings)
+        except kube.Gone:
+            await ctx.registry.remove(cid)
+            status = self._status(
+                body, "False", "SecretNotFound", f"Secret {secret_ns}/{secret_name} not found"
+            )
+            return await self._finish(body, cid, status, was_ready, ready=False)
+        except connections.CredentialsError as exc:
+            await ctx.registry.remove(cid)
+            message = f"Secret {secret_ns}/{secret_name}: {exc}"
+            status = self._status(body, "False", "InvalidSecret", message)
+            return await self._finish(body, cid, status, was_ready, ready=False)
+
+        verified_now = False
+        if rebuilt or not conn.ready or not conn.verified:
+            conn = await ctx.registry.verify(cid)
+            verified_now = True
+        status = self._status(
+            body, "True" if conn.ready else "False", conn.reason, conn.message, auth_mode=conn.auth_mode
+        )
+        if verified_now and conn.ready:
+            status["lastVerifiedTime"] = context.now()
+        del generation
+        return await self._finish(body, cid, status, was_ready, ready=conn.ready)
+
+    def _status(
+        self, body: dict[str, Any], ready: str, reason: str, message: str, *, auth_mode: str | None = None
+    ) -> dict[str, Any]:
+        generation = body["metadata"].get("generation")
+        current = body.get("status") or {}
+        conditions = context.set_condition(
+            list(current.get("conditions") or []), common.CONDITION_READY, ready, reason, message, generation
+        )
+        status: dict[str, Any] = {"observedGeneration": generation, "conditions": conditions}
+        if auth_mode:
+            status["authMode"] = auth_mode
+        return status
+
+    async def _finish(
+        self,
+        body: dict[str, Any],
+        cid: connections.ConnectionId,
+        status: dict[str, Any],
+        was_ready: bool | None,
+        *,
+        ready: bool,
+    ) -> runtime.Result:
+        ctx = self.ctx
+        old = context.condition_index(body.get("status") or {}).get(common.CONDITION_READY)
+        new = context.condition_index(status).get(common.CONDITION_READY, {})
+        await context.write_status(ctx, self.kind, self.plural, body, status)
+        ctx.metrics.connection_ready(self.kind, cid[1], cid[2], ready)
+        changed = (
+            old is None or old.get("status") != new.get("status") or old.get("reason") != new.get("reason")
+        )
+        if changed:
+            kind = "Normal" if ready else "Warning"
+            await ctx.kube.event(body, kind, str(new.get("reason")), str(new.get("message")))
+        if was_ready != ready:
+            self._queue_dependents(cid)
+        interval = ctx.options.connection_check_interval
+        if ready:
+            return runtime.Result(after=runtime.jitter(interval))
+        return runtime.Result(after=min(interval, 30.0), error=True)
+
+    def _queue_dependents(self, cid: connections.ConnectionId) -> None:
+        store = self.ctx.controller.store
+        for kind in DEPENDENT_KINDS:
+            for body in store.items(kind):
+                ref = (body.get("spec") or {}).get("connectionRef") or {}
+                if context.connection_id(body, ref) == cid:
+                    meta = body["metadata"]
+                    self.ctx.controller.enqueue(runtime.Key(kind, meta.get("namespace") or "", meta["name"]))

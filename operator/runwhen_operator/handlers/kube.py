@@ -1,0 +1,221 @@
+"""Kubernetes writes and reads the operator makes besides Kopf's watches.
+
+The `kubernetes` client is synchronous; calls run in a dedicated thread pool so the event loop never
+blocks. Every write here is deliberate: status patches only when the status changed, finalizer
+patches with the resourceVersion they were computed from, events only on transitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import logging
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from kubernetes import client, config
+
+from runwhen_operator.api import common
+
+log = logging.getLogger("runwhen_operator.kube")
+
+T = TypeVar("T")
+Body = dict[str, Any]
+
+
+class Conflict(Exception):
+    """The object changed since it was read (HTTP 409): read again and retry."""
+
+
+class Gone(Exception):
+    """The object no longer exists (HTTP 404)."""
+
+
+def _as_body(result: object) -> Body:
+    if not isinstance(result, dict):
+        raise TypeError(f"unexpected answer from the API server: {type(result).__name__}")
+    return result
+
+
+def load_configuration(kubeconfig: str | None = None) -> client.Configuration:
+    cfg = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=cfg)
+    except config.ConfigException:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    cfg.connection_pool_maxsize = 32
+    return cfg
+
+
+class Kube:
+    """Thin async facade over the parts of the Kubernetes API the operator writes to."""
+
+    def __init__(self, configuration: client.Configuration, *, threads: int = 16) -> None:
+        self.api = client.ApiClient(configuration)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.core = client.CoreV1Api(self.api)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
+        self.writes = 0  # every write this process made (for tests and benchmarks)
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        except client.ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(str(exc.reason)) from None
+            if exc.status == 404:
+                raise Gone(str(exc.reason)) from None
+            raise
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.api.close()
+
+    # -- custom objects ----------------------------------------------------------------------
+    async def patch_status(self, plural: str, namespace: str, name: str, status: Body) -> Body:
+        self.writes += 1
+        if namespace:
+            result = await self._call(
+                self.custom.patch_namespaced_custom_object_status,
+                common.GROUP,
+                common.VERSION,
+                namespace,
+                plural,
+                name,
+                {"status": status},
+            )
+        else:
+            result = await self._call(
+                self.custom.patch_cluster_custom_object_status,
+                common.GROUP,
+                common.VERSION,
+                plural,
+                name,
+                {"status": status},
+            )
+        return _as_body(result)
+
+    async def patch_metadata(self, plural: str, namespace: str, name: str, metadata: Body) -> Body:
+        self.writes += 1
+        body = {"metadata": metadata}
+        if namespace:
+            result = await self._call(
+                self.custom.patch_namespaced_custom_object,
+                common.GROUP,
+                common.VERSION,
+                namespace,
+                plural,
+                name,
+                body,
+            )
+        else:
+            result = await self._call(
+                self.custom.patch_cluster_custom_object, common.GROUP, common.VERSION, plural, name, body
+            )
+        return _as_body(result)
+
+    async def set_finalizers(self, plural: str, body: Body, finalizers: list[str]) -> Body:
+        """Replace metadata.finalizers, guarded by the resourceVersion the change was computed on."""
+        meta = body["metadata"]
+        return await self.patch_metadata(
+            plural,
+            meta.get("namespace") or "",
+            meta["name"],
+            {"finalizers": finalizers or None, "resourceVersion": meta["resourceVersion"]},
+        )
+
+    async def delete_object(self, plural: str, namespace: str, name: str) -> None:
+        self.writes += 1
+        await self._call(
+            self.custom.delete_namespaced_custom_object, common.GROUP, common.VERSION, namespace, plural, name
+        )
+
+    # -- events ------------------------------------------------------------------------------
+    async def event(self, body: Body, type_: str, reason: str, message: str) -> None:
+        meta = body["metadata"]
+        namespace = meta.get("namespace") or "default"
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(name=f"{meta['name']}.{uuid.uuid4().hex[:12]}", namespace=namespace),
+            involved_object=client.V1ObjectReference(
+                api_version=body.get("apiVersion"),
+                kind=body.get("kind"),
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
+                resource_version=meta.get("resourceVersion"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type=type_,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component="runwhen-operator"),
+            reporting_component="runwhen-operator",
+            reporting_instance="runwhen-operator",
+        )
+        self.writes += 1
+        try:
+            await self._call(self.core.create_namespaced_event, namespace, event)
+        except (client.ApiException, Conflict, Gone) as exc:  # events are best effort
+            log.warning("could not record event %s on %s: %s", reason, meta["name"], exc)
+
+    # -- secrets -----------------------------------------------------------------------------
+    async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """The Secret's data, decoded. Raises Gone when it does not exist."""
+        secret = await self._call(self.core.read_namespaced_secret, name, namespace)
+        data: dict[str, str] = {}
+        for key, value in (secret.data or {}).items():
+            data[key] = base64.b64decode(value).decode()
+        for key, value in (secret.string_data or {}).items():
+            data[key] = value
+        return data
+
+    async def apply_owned_secret(
+        self, namespace: str, name: str, data: dict[str, str], owner: Body, labels: dict[str, str]
+    ) -> bool:
+        """Create the Secret, or patch it when its data differ. Returns whether anything was written."""
+        encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+        meta = owner["metadata"]
+        owner_ref = client.V1OwnerReference(
+            api_version=owner["apiVersion"],
+            kind=owner["kind"],
+            name=meta["name"],
+            uid=meta["uid"],
+            controller=True,
+            block_owner_deletion=True,
+        )
+        try:
+            existing = await self._call(self.core.read_namespaced_secret, name, namespace)
+        except Gone:
+            secret = client.V1Secret(
+                metadata=client.V1ObjectMeta(
+                    name=name, namespace=namespace, labels=labels, owner_references=[owner_ref]
+                ),
+                type="Opaque",
+                data=encoded,
+            )
+            self.writes += 1
+            await self._call(self.core.create_namespaced_secret, namespace, secret)
+            return True
+        owners = (existing.metadata.owner_references if existing.metadata else None) or []
+        owned = any(o.uid == meta["uid"] for o in owners)
+        if (existing.data or {}) == encoded and owned:
+            return False
+        patch: Body = {"data": encoded, "metadata": {"labels": labels}}
+        if not owned:
+            if any(o.controller for o in owners):
+                raise Conflict(f"Secret {namespace}/{name} is controlled by another object")
+            patch["metadata"]["ownerReferences"] = [
+                *[self.api.sanitize_for_serialization(o) for o in owners],
+                self.api.sanitize_for_serialization(owner_ref),
+            ]
+        self.writes += 1
+        await self._call(self.core.patch_namespaced_secret, name, namespace, patch)
+        return True

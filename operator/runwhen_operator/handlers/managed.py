@@ -1,0 +1,432 @@
+"""Workspace, Workflow and Persona: body -> model -> engine -> status.
+
+One reconciler class serves the three kinds; each kind says how to build its desired object and
+which external client to use. The flow of a pass:
+
+1. the newest body from the cache; nothing to do when it is gone or paused;
+2. our finalizer on first sight (the only metadata write, once per object);
+3. the connection's client and, for workflows and personas, the parent workspace, or a condition
+   saying what is awaited;
+4. the engine's verdict, the status patched only where it changed, events for what happened;
+5. when to look again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from runwhen_operator.api import common, persona, workflow, workspace
+from runwhen_operator.handlers import context, kube, runtime
+from runwhen_operator.reconcile import engine, externals
+
+log = logging.getLogger("runwhen_operator.managed")
+
+Body = dict[str, Any]
+
+PLURALS = {
+    context.KIND_WORKSPACE: "workspaces",
+    context.KIND_WORKFLOW: "workflows",
+    context.KIND_PERSONA: "personas",
+}
+
+
+@dataclass
+class Prepared:
+    desired: Any
+    external: Any
+    extra_status: Body
+
+
+class ManagedReconciler:
+    kind: str = ""
+    spec_model: type[BaseModel] = BaseModel
+
+    def __init__(self, ctx: context.Context) -> None:
+        self.ctx = ctx
+        self.plural = PLURALS[self.kind]
+
+    # -- per-kind hooks ----------------------------------------------------------------------
+    def remote_name(self, body: Body, spec: Any) -> str:
+        return str(getattr(spec, "name", None) or body["metadata"]["name"])
+
+    def external_id(self, status: Body) -> Any:
+        return status.get("id")
+
+    async def prepare(self, body: Body, spec: Any, client: Any, max_age: float) -> Prepared:
+        raise NotImplementedError
+
+    def describe(self, body: Body, spec: Any) -> str:
+        return f'{self.kind.lower()} "{self.remote_name(body, spec)}"'
+
+    def identity_status(self, outcome: engine.Outcome, prepared: Prepared) -> Body:
+        return {"id": outcome.external_id}
+
+    async def after_sync(self, body: Body, spec: Any, outcome: engine.Outcome, client: Any) -> Body:
+        """Kind-specific work once the remote object is in sync; returns extra status."""
+        return {}
+
+    # -- the pass ----------------------------------------------------------------------------
+    async def __call__(self, key: runtime.Key) -> runtime.Result:
+        ctx = self.ctx
+        found = ctx.controller.store.get(self.kind, key.namespace, key.name)
+        if found is None:
+            return runtime.Result()
+        body: Body = found
+        meta = body["metadata"]
+        status: Body = body.get("status") or {}
+        generation = meta.get("generation")
+        deleting = bool(meta.get("deletionTimestamp"))
+        finalizers = list(meta.get("finalizers") or [])
+        if deleting and common.FINALIZER not in finalizers:
+            return runtime.Result()
+        try:
+            spec: Any = self.spec_model.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            message = f"invalid spec: {exc.errors()[0].get('msg', exc)}"
+            await self._conditions_only(body, "False", engine.REASON_INVALID_SPEC, message)
+            return runtime.Result()
+        if context.is_paused(body):
+            await self._paused(body)
+            return runtime.Result()
+        if not deleting and common.FINALIZER not in finalizers:
+            body = await ctx.kube.set_finalizers(self.plural, body, [*finalizers, common.FINALIZER])
+            ctx.controller.store.put(self.kind, body)
+            meta = body["metadata"]
+        poll, poll_complaint = context.poll_interval(body, ctx.options.default_poll_interval)
+
+        prepared: Prepared | None = None
+        external: Any
+        try:
+            client = self._client(body, spec)
+            prepared = await self.prepare(body, spec, client, max_age=poll / 2)
+            external = prepared.external
+            desired = prepared.desired
+        except externals.Blocked as blocked:
+            client = None
+            external = externals.BlockedExternal(self.describe(body, spec), blocked.reason, blocked.message)
+            desired = None
+
+        request = engine.Request(
+            desired=desired,
+            managed=spec.management_policy == "Manage",
+            delete_remote=spec.deletion_policy == "Delete",
+            adopt=spec.adoption_policy == "Adopt",
+            deleting=deleting,
+            external_id=self.external_id(status),
+            create_pending=bool(status.get("createPending")),
+            spec_changed=status.get("observedGeneration") != generation,
+        )
+
+        async def mark_pending() -> None:
+            nonlocal body
+            body = await context.write_status(ctx, self.kind, self.plural, body, {"createPending": True})
+
+        try:
+            outcome = await engine.reconcile(request, external, mark_pending)
+        except externals.Blocked as blocked:
+            outcome = engine.Outcome(
+                action=engine.Action.NONE,
+                ready=engine.ConditionState("False", blocked.reason, blocked.message),
+                synced=engine.ConditionState("False", blocked.reason, blocked.message),
+                external_id=request.external_id,
+                create_pending=request.create_pending,
+                requeue=engine.Requeue.NEVER
+                if blocked.reason == engine.REASON_WAITING_FOR_WORKSPACE
+                else engine.Requeue.BACKOFF,
+            )
+        except kube.Conflict:
+            return runtime.Result(after=0.5)
+
+        if outcome.synced.reason == engine.REASON_UNAUTHORIZED:
+            self._connection_refused(body, spec, outcome.synced.message)
+
+        extra: Body = {}
+        if (
+            prepared is not None
+            and outcome.synced.status == "True"
+            and not deleting
+            and outcome.external_id is not None
+        ):
+            extra.update(self.identity_status(outcome, prepared))
+            extra.update(prepared.extra_status)
+            if request.managed:
+                extra.update(await self.after_sync(body, spec, outcome, client))
+        if poll_complaint:
+            log.warning("%s: %s", key, poll_complaint)
+
+        body = await self._record(body, outcome, extra, generation)
+        if outcome.finalized:
+            await self._finalize(body)
+            return runtime.Result()
+        for event in outcome.events:
+            if event.reason == "DriftCorrected":
+                ctx.metrics.drift_corrected(self.kind)
+        return self._next(outcome, poll)
+
+    # -- steps -------------------------------------------------------------------------------
+    def _client(self, body: Body, spec: Any) -> Any:
+        cid = context.connection_id(body, spec.connection_ref)
+        conn = self.ctx.registry.get(cid)
+        where = f"{cid[0]} {cid[1] + '/' if cid[1] else ''}{cid[2]}"
+        if conn is None:
+            raise externals.Blocked(engine.REASON_CONNECTION_NOT_READY, f"{where} is not available")
+        if not conn.ready:
+            raise externals.Blocked(
+                engine.REASON_CONNECTION_NOT_READY, f"{where} is not ready: {conn.message}"
+            )
+        return conn.client
+
+    def _connection_refused(self, body: Body, spec: Any, message: str) -> None:
+        cid = context.connection_id(body, spec.connection_ref)
+        self.ctx.registry.mark_unauthorized(cid, message)
+        self.ctx.controller.enqueue(runtime.Key(cid[0], cid[1], cid[2]))
+
+    async def _record(self, body: Body, outcome: engine.Outcome, extra: Body, generation: int | None) -> Body:
+        status: Body = body.get("status") or {}
+        conditions = list(status.get("conditions") or [])
+        if outcome.ready is not None:
+            r = outcome.ready
+            conditions = context.set_condition(
+                conditions, common.CONDITION_READY, r.status, r.reason, r.message, generation
+            )
+        s = outcome.synced
+        conditions = context.set_condition(
+            conditions, common.CONDITION_SYNCED, s.status, s.reason, s.message, generation
+        )
+        desired: Body = {
+            "observedGeneration": generation,
+            "conditions": conditions,
+            "createPending": True if outcome.create_pending else None,
+            **extra,
+        }
+        old_conditions = context.condition_index(status)
+        patch = context.status_patch(status, desired)
+        if patch and (outcome.action is not engine.Action.NONE or "conditions" in patch):
+            desired["lastSyncTime"] = context.now()
+        updated = await context.write_status(self.ctx, self.kind, self.plural, body, desired)
+        for event in outcome.events:
+            if event.type == "Warning":
+                old = old_conditions.get(common.CONDITION_SYNCED)
+                if (
+                    old is not None
+                    and old.get("reason") == event.reason
+                    and old.get("message") == context.truncate(event.message)
+                ):
+                    continue  # the same complaint again: no new event
+            await self.ctx.kube.event(updated, event.type, event.reason, event.message)
+        return updated
+
+    async def _finalize(self, body: Body) -> None:
+        finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != common.FINALIZER]
+        with contextlib.suppress(kube.Gone):
+            await self.ctx.kube.set_finalizers(self.plural, body, finalizers)
+
+    async def _paused(self, body: Body) -> None:
+        message = f"reconciliation paused by annotation {common.ANNOTATION_PAUSED}"
+        await self._conditions_only(body, "False", engine.REASON_PAUSED, message, ready=None)
+
+    async def _conditions_only(
+        self, body: Body, synced: str, reason: str, message: str, *, ready: str | None = "False"
+    ) -> None:
+        status: Body = body.get("status") or {}
+        generation = body["metadata"].get("generation")
+        conditions = list(status.get("conditions") or [])
+        if ready is not None:
+            conditions = context.set_condition(
+                conditions, common.CONDITION_READY, ready, reason, message, generation
+            )
+        conditions = context.set_condition(
+            conditions, common.CONDITION_SYNCED, synced, reason, message, generation
+        )
+        await context.write_status(self.ctx, self.kind, self.plural, body, {"conditions": conditions})
+
+    def _next(self, outcome: engine.Outcome, poll: float) -> runtime.Result:
+        if outcome.requeue is engine.Requeue.POLL:
+            return runtime.Result(after=runtime.jitter(poll))
+        if outcome.requeue is engine.Requeue.SOON:
+            return runtime.Result(after=self.ctx.options.settle_delay)
+        if outcome.requeue is engine.Requeue.BACKOFF:
+            return runtime.Result(after=outcome.retry_after, error=True)
+        return runtime.Result()
+
+
+# -- Workspace ---------------------------------------------------------------------------------
+
+
+class WorkspaceReconciler(ManagedReconciler):
+    kind = context.KIND_WORKSPACE
+    spec_model = workspace.WorkspaceSpec
+
+    def external_id(self, status: Body) -> Any:
+        return status.get("remoteName")
+
+    def identity_status(self, outcome: engine.Outcome, prepared: Prepared) -> Body:
+        return {"remoteName": outcome.external_id}
+
+    async def prepare(self, body: Body, spec: Any, client: Any, max_age: float) -> Prepared:
+        wire = spec.model_dump(
+            by_alias=True,
+            exclude_none=True,
+            mode="json",
+            include={"display_name", "enabled_locations", "config_provided", "slx_groups"},
+        )
+        desired = externals.WorkspaceDesired(name=self.remote_name(body, spec), body=wire)
+        cid = context.connection_id(body, spec.connection_ref)
+        external = externals.WorkspaceExternal(client, self.ctx.listings, cid, max_age)
+        return Prepared(desired=desired, external=external, extra_status={})
+
+    async def __call__(self, key: runtime.Key) -> runtime.Result:
+        before = self.ctx.controller.store.get(self.kind, key.namespace, key.name)
+        was_ready = _is_ready(before)
+        result = await super().__call__(key)
+        after = self.ctx.controller.store.get(self.kind, key.namespace, key.name)
+        if _is_ready(after) != was_ready or after is None:
+            self._queue_children(key.namespace, key.name)
+        if (
+            after is not None
+            and _is_ready(after)
+            and not (after.get("metadata") or {}).get("deletionTimestamp")
+        ) and not self.ctx.controller.queue.scheduled(key.with_job("monitor")):
+            self.ctx.controller.enqueue(key.with_job("monitor"))
+        return result
+
+    def _queue_children(self, namespace: str, name: str) -> None:
+        for kind in (context.KIND_WORKFLOW, context.KIND_PERSONA):
+            for child in self.ctx.controller.store.items(kind, namespace):
+                ref = (child.get("spec") or {}).get("workspaceRef") or {}
+                if ref.get("name") == name:
+                    self.ctx.controller.enqueue(runtime.Key(kind, namespace, child["metadata"]["name"]))
+
+
+def _is_ready(body: Body | None) -> bool:
+    if body is None:
+        return False
+    cond = context.condition_index(body.get("status") or {}).get(common.CONDITION_READY)
+    return bool(cond and cond.get("status") == "True")
+
+
+# -- Workflow and Persona ----------------------------------------------------------------------
+
+
+class ChildReconciler(ManagedReconciler):
+    """Objects that live in a workspace: the parent is a Workspace CR or a remote workspace name."""
+
+    body_fields: frozenset[str] = frozenset()
+
+    def child_api(self, client: Any) -> externals.ChildApi:
+        raise NotImplementedError
+
+    def workspace_name(self, body: Body, spec: Any) -> str:
+        if spec.workspace_name:
+            return str(spec.workspace_name)
+        ref = spec.workspace_ref.name
+        namespace = body["metadata"]["namespace"]
+        parent = self.ctx.controller.store.get(context.KIND_WORKSPACE, namespace, ref)
+        deleting = bool(body["metadata"].get("deletionTimestamp"))
+        recorded = (body.get("status") or {}).get("workspace")
+        if parent is None:
+            if deleting and recorded:
+                return str(recorded)
+            raise externals.Blocked(
+                engine.REASON_WAITING_FOR_WORKSPACE,
+                f'waiting for Workspace "{ref}" in namespace "{namespace}"',
+            )
+        remote = (parent.get("status") or {}).get("remoteName")
+        if not _is_ready(parent) or not remote:
+            if deleting and recorded:
+                return str(recorded)
+            raise externals.Blocked(
+                engine.REASON_WAITING_FOR_WORKSPACE, f'waiting for Workspace "{ref}" to be Ready'
+            )
+        return str(remote)
+
+    def describe(self, body: Body, spec: Any) -> str:
+        parent = spec.workspace_name or (spec.workspace_ref.name if spec.workspace_ref else "")
+        return f'{self.kind.lower()} "{self.remote_name(body, spec)}" in workspace "{parent}"'
+
+    def desired_body(self, body: Body, spec: Any) -> Body:
+        wire: Body = spec.model_dump(
+            by_alias=True, exclude_none=True, mode="json", include=set(self.body_fields)
+        )
+        return {"name": self.remote_name(body, spec), **wire}
+
+    async def prepare(self, body: Body, spec: Any, client: Any, max_age: float) -> Prepared:
+        ws = self.workspace_name(body, spec)
+        desired = externals.ChildDesired(
+            workspace=ws, name=self.remote_name(body, spec), body=self.desired_body(body, spec)
+        )
+        cid = context.connection_id(body, spec.connection_ref)
+        external = externals.ChildExternal(self.child_api(client), self.ctx.listings, cid, max_age)
+        return Prepared(desired=desired, external=external, extra_status={"workspace": ws})
+
+
+class WorkflowReconciler(ChildReconciler):
+    kind = context.KIND_WORKFLOW
+    spec_model = workflow.WorkflowSpec
+    body_fields = frozenset({"definition"})
+
+    def __init__(self, ctx: context.Context) -> None:
+        super().__init__(ctx)
+        self._tokens_written: dict[tuple[str, str], tuple[Any, str]] = {}  # uid -> (workflow id, secret)
+
+    def child_api(self, client: Any) -> externals.ChildApi:
+        return externals.workflow_api(client)
+
+    async def after_sync(self, body: Body, spec: Any, outcome: engine.Outcome, client: Any) -> Body:
+        ref = spec.webhook_token_secret_ref
+        if ref is None:
+            return {"webhookTokenSecret": None}
+        meta = body["metadata"]
+        cache_key = (meta["uid"], meta["namespace"])
+        wanted = (outcome.external_id, ref.name)
+        if self._tokens_written.get(cache_key) == wanted:
+            return {"webhookTokenSecret": ref.name}
+        workspace_name = (outcome.remote or {}).get("workspace") or self.workspace_name(body, spec)
+        token = await client.get_workflow_token(workspace_name, int(outcome.external_id))
+        data = {
+            "token": token.token.get_secret_value()
+            if hasattr(token.token, "get_secret_value")
+            else str(token.token)
+        }
+        url = getattr(token, "webhook_url", None)
+        if url:
+            data["webhookUrl"] = str(url)
+        labels = {
+            "app.kubernetes.io/managed-by": "runwhen-operator",
+            "platform.runwhen.com/workflow": meta["name"],
+        }
+        written = await self.ctx.kube.apply_owned_secret(meta["namespace"], ref.name, data, body, labels)
+        if written:
+            await self.ctx.kube.event(
+                body, "Normal", "WebhookTokenWritten", f"wrote the webhook token to Secret {ref.name}"
+            )
+        self._tokens_written[cache_key] = wanted
+        return {"webhookTokenSecret": ref.name}
+
+
+class PersonaReconciler(ChildReconciler):
+    kind = context.KIND_PERSONA
+    spec_model = persona.PersonaSpec
+    body_fields = frozenset(
+        {
+            "full_name",
+            "description",
+            "avatar_url",
+            "filter_confidence_threshold",
+            "filter_issue_selection_strategy",
+            "filter_codebundle_task_tags",
+            "filter_stop_words",
+            "filter_scope",
+            "search_filters",
+            "run_confidence_threshold",
+            "run_config",
+        }
+    )
+
+    def child_api(self, client: Any) -> externals.ChildApi:
+        return externals.persona_api(client)

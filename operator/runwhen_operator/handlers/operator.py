@@ -1,0 +1,179 @@
+"""Kopf wiring: watches feed the controller runtime; nothing else here talks to Kopf.
+
+Only raw event handlers are used. Kopf's change-detection handlers would store their state in
+annotations on every object (writes that change nothing RunWhen cares about); the runtime keeps its
+own state instead, and Kopf's persistence settings are pointed at the operator's own prefix anyway,
+so no `kopf.zalando.org` key ever appears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from runwhen_operator.api import common
+from runwhen_operator.handlers import connections, context, kube, managed, monitor, runtime, workflowrun
+from runwhen_operator.reconcile import connections as registry_mod
+from runwhen_operator.reconcile import listing
+
+log = logging.getLogger("runwhen_operator")
+
+WATCHED: dict[str, str] = {
+    context.KIND_CLUSTER_CONNECTION: "clusterrunwhenconnections",
+    context.KIND_CONNECTION: "runwhenconnections",
+    context.KIND_WORKSPACE: "workspaces",
+    context.KIND_WORKFLOW: "workflows",
+    context.KIND_PERSONA: "personas",
+    context.KIND_WORKFLOW_RUN: "workflowruns",
+}
+
+
+@dataclass
+class Config:
+    namespaces: list[str] = field(default_factory=list)
+    clusterwide: bool = True
+    kubeconfig: str | None = None
+    workers: int = 16
+    options: context.Options = field(default_factory=context.Options)
+    peering: str | None = None
+    liveness_endpoint: str | None = None
+    client_options: dict[str, Any] = field(default_factory=dict)
+    metrics: context.Metrics | None = None
+    on_context: Callable[[context.Context], None] | None = None
+
+
+def _interesting(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
+    """Whether an event asks for a reconcile: anything but our own status writes does."""
+    if old is None:
+        return True
+    om, nm = old.get("metadata", {}), new.get("metadata", {})
+    if om.get("uid") != nm.get("uid"):
+        return True
+    keys = ("generation", "annotations", "labels", "deletionTimestamp", "finalizers")
+    return any(om.get(k) != nm.get(k) for k in keys)
+
+
+def build(config: Config) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings, dict[str, Any]]:
+    registry = kopf.OperatorRegistry()
+    settings = kopf.OperatorSettings()
+    # Kopf's own finalizer must differ from the operator's: Kopf removes its finalizer from objects
+    # that have no deletion handlers, and only watch handlers are used here, so it never adds it.
+    settings.persistence.finalizer = f"{common.GROUP}/kopf-finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=common.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=common.GROUP, key="last-handled-configuration"
+    )
+    settings.posting.enabled = False  # events are written by the reconcilers, on transitions only
+    settings.watching.server_timeout = 270
+    settings.watching.client_timeout = 300
+    settings.watching.reconnect_backoff = 1.0
+    settings.batching.worker_limit = 1000
+    settings.batching.idle_timeout = 60.0
+    settings.batching.batch_window = 0.05
+    settings.peering.name = config.peering or "runwhen-operator"
+    settings.peering.standalone = config.peering is None
+    settings.peering.clusterwide = config.clusterwide
+    settings.networking.request_timeout = 60
+
+    state: dict[str, Any] = {}
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        # The same credentials as the operator's own client, whether in-cluster or a kubeconfig.
+        cfg = kube.load_configuration(config.kubeconfig)
+        token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+        if token and token.lower().startswith("bearer "):
+            token = token[7:]
+        return kopf.ConnectionInfo(
+            server=cfg.host,
+            ca_path=cfg.ssl_ca_cert,
+            insecure=not cfg.verify_ssl,
+            token=token or None,
+            certificate_path=cfg.cert_file,
+            private_key_path=cfg.key_file,
+            expiration=None,
+        )
+
+    @kopf.on.startup(registry=registry)
+    async def startup(**_: Any) -> None:
+        configuration = kube.load_configuration(config.kubeconfig)
+        ctx = context.Context(
+            controller=runtime.Controller(workers=config.workers),
+            kube=kube.Kube(configuration),
+            registry=registry_mod.Registry(**config.client_options),
+            listings=listing.ListingCache(),
+            options=config.options,
+            metrics=config.metrics or context.Metrics(),
+        )
+        controller = ctx.controller
+        for kind in (context.KIND_CLUSTER_CONNECTION, context.KIND_CONNECTION):
+            controller.register(kind, connections.ConnectionReconciler(ctx, kind))
+        controller.register(context.KIND_WORKSPACE, managed.WorkspaceReconciler(ctx))
+        controller.register(context.KIND_WORKSPACE, monitor.WorkspaceMonitor(ctx), job="monitor")
+        controller.register(context.KIND_WORKFLOW, managed.WorkflowReconciler(ctx))
+        controller.register(context.KIND_PERSONA, managed.PersonaReconciler(ctx))
+        controller.register(context.KIND_WORKFLOW_RUN, workflowrun.WorkflowRunReconciler(ctx))
+        controller.on_result = lambda key, result, seconds: ctx.metrics.reconciled(
+            key.kind if key.job == "reconcile" else f"{key.kind}/{key.job}",
+            "error" if result.error else "ok",
+            seconds,
+        )
+        controller.start()
+        state["ctx"] = ctx
+        if config.on_context is not None:
+            config.on_context(ctx)
+        log.info("runwhen-operator started with %d workers", config.workers)
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        ctx: context.Context | None = state.pop("ctx", None)
+        if ctx is None:
+            return
+        await ctx.controller.stop()
+        await ctx.registry.close()
+        ctx.kube.close()
+
+    for kind, plural in WATCHED.items():
+        _register_watch(registry, state, kind, plural)
+
+    return registry, settings, state
+
+
+def _register_watch(registry: kopf.OperatorRegistry, state: dict[str, Any], kind: str, plural: str) -> None:
+    @kopf.on.event(common.GROUP, common.VERSION, plural, registry=registry, id=f"watch-{plural}")
+    async def on_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        ctx: context.Context | None = state.get("ctx")
+        if ctx is None:
+            return
+        raw = copy.deepcopy(dict(body))
+        meta = raw.get("metadata", {})
+        if event.get("type") == "DELETED":
+            ctx.controller.observe(kind, raw, deleted=True, jobs=("reconcile", "monitor"))
+            if kind in (context.KIND_CLUSTER_CONNECTION, context.KIND_CONNECTION):
+                ctx.controller.enqueue(runtime.Key(kind, meta.get("namespace") or "", meta["name"]))
+            return
+        old = ctx.controller.store.get(kind, meta.get("namespace") or "", meta["name"])
+        if _interesting(old, raw):
+            ctx.controller.observe(kind, raw)
+        else:
+            ctx.controller.store.put(kind, raw)
+
+
+async def run(config: Config, *, stop_flag: asyncio.Event | None = None) -> None:
+    registry, settings, _ = build(config)
+    await kopf.operator(
+        registry=registry,
+        settings=settings,
+        standalone=config.peering is None,
+        peering_name=config.peering,
+        namespaces=config.namespaces or (),
+        clusterwide=config.clusterwide and not config.namespaces,
+        liveness_endpoint=config.liveness_endpoint,
+        stop_flag=stop_flag,
+    )

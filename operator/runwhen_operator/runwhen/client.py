@@ -1,0 +1,698 @@
+"""The RunWhen API v3 client: the operator's only door to RunWhen.
+
+One ``RunWhenClient`` holds one ``httpx.AsyncClient`` (one connection pool), one authenticator and
+one token bucket. Every request goes through ``_send``, which applies the rate limit, sends the
+``Authorization`` header, retries what is safe to retry, maps failures to ``errors`` and reports
+each attempt to the metrics hooks. See docs/client.md for the contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import math
+import random
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, date, datetime
+from types import TracebackType
+from typing import Any, Final, TypeVar
+from urllib.parse import quote
+
+import certifi
+import httpx
+import pydantic
+
+from runwhen_operator.runwhen import auth, errors, models, ratelimit
+
+__all__ = ["OnRequest", "OnRetry", "RunWhenClient"]
+
+logger = logging.getLogger(__name__)
+
+#: ``on_request(method, path_template, status, duration_s, attempt)``; ``status`` is None when no
+#: response arrived (transport error).
+OnRequest = Callable[[str, str, int | None, float, int], None]
+#: ``on_retry(method, path_template, reason)``; ``reason`` is the status code (``"503"``), ``"401"``
+#: for a retry after renewing the credentials, or ``"transport:<ExceptionName>"``.
+OnRetry = Callable[[str, str, str], None]
+
+M = TypeVar("M", bound=models.WireModel)
+
+API_PREFIX: Final = "/api/v3"
+
+# Path templates (also the label the metrics hooks get).
+WORKSPACES: Final = "/api/v3/workspaces/"
+WORKSPACE: Final = "/api/v3/workspaces/{workspace_name}"
+WORKSPACE_STATUS: Final = "/api/v3/workspaces/{workspace_name}/status"
+WORKSPACE_HEALTH: Final = "/api/v3/workspaces/{workspace_name}/health"
+WORKSPACE_ISSUES: Final = "/api/v3/workspaces/{workspace_name}/issues"
+WORKFLOWS: Final = "/api/v3/workspaces/{workspace_name}/workflows/"
+WORKFLOW: Final = "/api/v3/workspaces/{workspace_name}/workflows/{workflow_id}"
+WORKFLOW_RUN: Final = "/api/v3/workspaces/{workspace_name}/workflows/{workflow_id}/run"
+WORKFLOW_TOKEN: Final = "/api/v3/workspaces/{workspace_name}/workflows/{workflow_id}/token"
+PERSONAS: Final = "/api/v3/workspaces/{workspace_name}/personas/"
+PERSONA: Final = "/api/v3/workspaces/{workspace_name}/personas/{persona_id}"
+RUN_SESSIONS: Final = "/api/v3/workspaces/{workspace_name}/runsessions"
+RUN_SESSION: Final = "/api/v3/workspaces/{workspace_name}/runsessions/{runsession_id}"
+
+#: Methods whose repetition has the same effect as one request (for this API PATCH with the same body
+#: is safe to repeat). POST is not: two POSTs create two objects.
+_REPLAY_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
+#: Server errors worth another try for replay-safe requests.
+_RETRY_STATUSES: Final = frozenset({500, 502, 503, 504})
+#: Transport errors raised before any byte of the request went out: safe to retry for every method.
+_NOT_SENT_ERRORS: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+#: Transport errors that another try will not fix.
+_FATAL_TRANSPORT_ERRORS: Final = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_MAX_DETAIL = 300
+_MAX_MESSAGE = 1000
+_MAX_PAGES = 100_000
+
+
+def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """Verification always on: the system's CAs, certifi's, and the PEM ``ca_bundle`` if given."""
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=certifi.where())
+    if ca_bundle and ca_bundle.strip():
+        try:
+            context.load_verify_locations(cadata=ca_bundle)
+        except (ssl.SSLError, ValueError) as exc:
+            raise ValueError("ca_bundle is not a valid PEM certificate bundle") from exc
+    return context
+
+
+def _normalise_base_url(base_url: str) -> httpx.URL:
+    url = httpx.URL(base_url.strip())
+    if url.scheme not in _DEFAULT_PORTS or not url.host:
+        raise ValueError("base_url must be an absolute http(s) URL, e.g. https://papi.example.runwhen.com")
+    if url.query or url.fragment or url.userinfo:
+        raise ValueError("base_url must not have a query, fragment or user info")
+    path = url.path.rstrip("/")
+    # Accept a URL that already ends with the API prefix.
+    if path.endswith(API_PREFIX):
+        path = path[: -len(API_PREFIX)]
+    return url.copy_with(path=path or "")
+
+
+def _effective_port(url: httpx.URL) -> int | None:
+    return url.port if url.port is not None else _DEFAULT_PORTS.get(url.scheme)
+
+
+def _parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        current = time.time() if now is None else now
+        return max(0.0, when.timestamp() - current)
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _flatten_field_errors(data: Any, prefix: str = "") -> dict[str, list[str]]:
+    """A DRF error body (``{"field": ["msg"], "nested": {"f": ["msg"]}, "list": [{}, {"f": [..]}]}``)
+    as ``{"field": [...], "nested.f": [...], "list[1].f": [...]}``."""
+    out: dict[str, list[str]] = {}
+
+    def add(key: str, message: str) -> None:
+        out.setdefault(key or "non_field_errors", []).append(message)
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, str):
+            add(key, value)
+        elif isinstance(value, Mapping):
+            for sub, item in value.items():
+                sub_key = str(sub)
+                if sub_key == "detail" and not key:
+                    sub_key = "non_field_errors"
+                walk(item, f"{key}.{sub_key}" if key else sub_key)
+        elif isinstance(value, list):
+            if all(isinstance(item, str) for item in value):
+                for item in value:
+                    add(key, item)
+            else:
+                for index, item in enumerate(value):
+                    if item in ({}, [], None):
+                        continue
+                    walk(item, f"{key}[{index}]")
+        elif value is not None:
+            add(key, str(value))
+
+    walk(data, prefix)
+    return out
+
+
+def _summarise_field_errors(field_errors: Mapping[str, list[str]]) -> str:
+    parts = []
+    for field, messages in field_errors.items():
+        text = " ".join(messages)
+        parts.append(text if field == "non_field_errors" else f"{field}: {text}")
+    return "; ".join(parts)
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+class RunWhenClient:
+    """An async client of the RunWhen API v3.
+
+    ``base_url`` is the instance URL as users write it (``https://papi.example.runwhen.com``, with or
+    without a trailing slash); the client appends ``/api/v3/``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: auth.PasswordCredentials | auth.TokenCredentials,
+        *,
+        ca_bundle: str | None = None,
+        timeout_seconds: float = 30.0,
+        requests_per_second: float = 10.0,
+        burst: int = 20,
+        max_attempts: int = 5,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 10.0,
+        page_size: int = 100,
+        on_request: OnRequest | None = None,
+        on_retry: OnRetry | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not isinstance(credentials, auth.PasswordCredentials | auth.TokenCredentials):
+            raise TypeError("credentials must be PasswordCredentials or TokenCredentials")
+        if not timeout_seconds > 0:
+            raise ValueError("timeout_seconds must be greater than 0")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if backoff_base < 0 or backoff_cap < 0:
+            raise ValueError("backoff_base and backoff_cap must not be negative")
+        if not 1 <= page_size <= 1000:
+            raise ValueError("page_size must be between 1 and 1000")
+        self._base_url = _normalise_base_url(base_url)
+        self._root = str(self._base_url).rstrip("/")
+        self._api_path = self._base_url.path.rstrip("/") + API_PREFIX + "/"
+        self._credentials = credentials
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base
+        self._backoff_cap = backoff_cap
+        self._page_size = page_size
+        self._on_request = on_request
+        self._on_retry = on_retry
+        self._bucket = ratelimit.TokenBucket(requests_per_second, burst)
+        self._random = random.Random()
+        self._closed = False
+        verify: ssl.SSLContext | bool = _ssl_context(ca_bundle) if self._base_url.scheme == "https" else True
+        self._http = httpx.AsyncClient(
+            verify=verify,
+            timeout=httpx.Timeout(timeout_seconds),
+            follow_redirects=False,
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": "runwhen-operator"},
+        )
+        self._auth = auth.make_authenticator(credentials, self._post_token)
+
+    def __repr__(self) -> str:
+        return f"RunWhenClient(base_url={str(self._base_url)!r}, credentials={self._credentials!r})"
+
+    __str__ = __repr__
+
+    @property
+    def base_url(self) -> str:
+        return str(self._base_url)
+
+    @property
+    def api_url(self) -> str:
+        """The API root, ``<base_url>/api/v3/``."""
+        return self._root + API_PREFIX + "/"
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> RunWhenClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool and stop any credential renewal in flight. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._auth.aclose()
+        finally:
+            await self._http.aclose()
+
+    async def verify(self) -> None:
+        """Prove the credentials work: log in (password credentials) or make one cheap authenticated
+        request (token). Raises ``errors.AuthError`` if the server rejects them."""
+        if isinstance(self._credentials, auth.PasswordCredentials):
+            await self._auth.verify()
+            return
+        await self._send("GET", WORKSPACES, self._url(WORKSPACES), params={"page-size": "1"})
+
+    # --- workspaces ----------------------------------------------------------------------------
+
+    def list_workspaces(self) -> AsyncIterator[models.Workspace]:
+        return self._paginate(WORKSPACES, {}, models.Workspace)
+
+    async def get_workspace(self, name: str) -> models.Workspace:
+        return await self._call(models.Workspace, "GET", WORKSPACE, {"workspace_name": name})
+
+    async def create_workspace(self, body: Mapping[str, Any]) -> models.Workspace:
+        return await self._call(models.Workspace, "POST", WORKSPACES, {}, body=body)
+
+    async def replace_workspace(self, name: str, body: Mapping[str, Any]) -> models.Workspace:
+        return await self._call(models.Workspace, "PUT", WORKSPACE, {"workspace_name": name}, body=body)
+
+    async def patch_workspace(self, name: str, body: Mapping[str, Any]) -> models.Workspace:
+        return await self._call(models.Workspace, "PATCH", WORKSPACE, {"workspace_name": name}, body=body)
+
+    async def delete_workspace(self, name: str) -> None:
+        await self._request("DELETE", WORKSPACE, {"workspace_name": name})
+
+    async def get_workspace_status(self, name: str) -> models.WorkspaceStatus:
+        return await self._call(models.WorkspaceStatus, "GET", WORKSPACE_STATUS, {"workspace_name": name})
+
+    async def get_workspace_health(
+        self, name: str, *, include_details: bool = True, include_metrics: bool = False
+    ) -> models.WorkspaceHealth:
+        params = {
+            "include_details": _query_value(include_details),
+            "include_metrics": _query_value(include_metrics),
+        }
+        return await self._call(
+            models.WorkspaceHealth, "GET", WORKSPACE_HEALTH, {"workspace_name": name}, params=params
+        )
+
+    def list_workspace_issues(
+        self, name: str, *, closed: bool = False, severity_lte: int | None = None
+    ) -> AsyncIterator[models.Issue]:
+        params: dict[str, str] = {"closed": _query_value(closed)}
+        if severity_lte is not None:
+            params["severity__lte"] = str(int(severity_lte))
+        return self._paginate(WORKSPACE_ISSUES, {"workspace_name": name}, models.Issue, params)
+
+    # --- workflows -----------------------------------------------------------------------------
+
+    def list_workflows(self, workspace_name: str) -> AsyncIterator[models.Workflow]:
+        return self._paginate(WORKFLOWS, {"workspace_name": workspace_name}, models.Workflow)
+
+    async def get_workflow(self, workspace_name: str, workflow_id: int) -> models.Workflow:
+        return await self._call(models.Workflow, "GET", WORKFLOW, _wf(workspace_name, workflow_id))
+
+    async def create_workflow(self, workspace_name: str, body: Mapping[str, Any]) -> models.Workflow:
+        return await self._call(
+            models.Workflow, "POST", WORKFLOWS, {"workspace_name": workspace_name}, body=body
+        )
+
+    async def replace_workflow(
+        self, workspace_name: str, workflow_id: int, body: Mapping[str, Any]
+    ) -> models.Workflow:
+        return await self._call(models.Workflow, "PUT", WORKFLOW, _wf(workspace_name, workflow_id), body=body)
+
+    async def delete_workflow(self, workspace_name: str, workflow_id: int) -> None:
+        await self._request("DELETE", WORKFLOW, _wf(workspace_name, workflow_id))
+
+    async def run_workflow(
+        self, workspace_name: str, workflow_id: int, context: Mapping[str, Any] | None = None
+    ) -> models.WorkflowRun:
+        body: dict[str, Any] = {} if context is None else {"context": dict(context)}
+        return await self._call(
+            models.WorkflowRun, "POST", WORKFLOW_RUN, _wf(workspace_name, workflow_id), body=body
+        )
+
+    async def get_workflow_token(self, workspace_name: str, workflow_id: int) -> models.WebhookToken:
+        return await self._call(models.WebhookToken, "GET", WORKFLOW_TOKEN, _wf(workspace_name, workflow_id))
+
+    # --- personas ------------------------------------------------------------------------------
+
+    def list_personas(self, workspace_name: str) -> AsyncIterator[models.Persona]:
+        return self._paginate(PERSONAS, {"workspace_name": workspace_name}, models.Persona)
+
+    async def get_persona(self, workspace_name: str, persona_id: int) -> models.Persona:
+        return await self._call(models.Persona, "GET", PERSONA, _persona(workspace_name, persona_id))
+
+    async def create_persona(self, workspace_name: str, body: Mapping[str, Any]) -> models.Persona:
+        return await self._call(
+            models.Persona, "POST", PERSONAS, {"workspace_name": workspace_name}, body=body
+        )
+
+    async def replace_persona(
+        self, workspace_name: str, persona_id: int, body: Mapping[str, Any]
+    ) -> models.Persona:
+        return await self._call(
+            models.Persona, "PUT", PERSONA, _persona(workspace_name, persona_id), body=body
+        )
+
+    async def delete_persona(self, workspace_name: str, persona_id: int) -> None:
+        await self._request("DELETE", PERSONA, _persona(workspace_name, persona_id))
+
+    # --- run sessions --------------------------------------------------------------------------
+
+    def list_run_sessions(self, workspace_name: str, **filters: Any) -> AsyncIterator[models.RunSession]:
+        """Filters are sent as query parameters as named (``modified__lte``,
+        ``runrequest__runbook__name``, ``source``, ``workflowId``); None values are left out."""
+        params = {key: _query_value(value) for key, value in filters.items() if value is not None}
+        return self._paginate(RUN_SESSIONS, {"workspace_name": workspace_name}, models.RunSession, params)
+
+    async def get_run_session(self, workspace_name: str, runsession_id: int) -> models.RunSession:
+        return await self._call(
+            models.RunSession,
+            "GET",
+            RUN_SESSION,
+            {"workspace_name": workspace_name, "runsession_id": runsession_id},
+        )
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _url(self, template: str, path_params: Mapping[str, str | int] | None = None) -> str:
+        values: dict[str, str] = {}
+        for key, value in (path_params or {}).items():
+            text = str(value)
+            if not text:
+                raise ValueError(f"{key} must not be empty")
+            values[key] = quote(text, safe="")
+        return self._root + template.format(**values)
+
+    async def _call(
+        self,
+        model: type[M],
+        method: str,
+        template: str,
+        path_params: Mapping[str, str | int],
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> M:
+        response = await self._request(method, template, path_params, body=body, params=params)
+        return self._parse(model, response)
+
+    async def _request(
+        self,
+        method: str,
+        template: str,
+        path_params: Mapping[str, str | int],
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        url = self._url(template, path_params)
+        return await self._send(
+            method, template, url, params=params, json_body=None if body is None else dict(body)
+        )
+
+    def _parse(self, model: type[M], response: httpx.Response) -> M:
+        where = f"{response.request.method} {response.request.url.path}"
+        try:
+            data = response.json()
+        except ValueError:
+            raise errors.UnexpectedResponseError(
+                f"{where} answered {response.status_code} with a body that is not JSON",
+                status_code=response.status_code,
+            ) from None
+        try:
+            return model.model_validate(data)
+        except pydantic.ValidationError as exc:
+            # Only the locations: the input values may hold secrets (a webhook token).
+            locations = ", ".join(
+                ".".join(str(part) for part in error["loc"]) or "(root)" for error in exc.errors()[:5]
+            )
+            raise errors.UnexpectedResponseError(
+                f"{where} answered an invalid {model.__name__} ({exc.error_count()} problem(s) at "
+                f"{locations})",
+                status_code=response.status_code,
+            ) from None
+
+    async def _paginate(
+        self,
+        template: str,
+        path_params: Mapping[str, str | int],
+        model: type[M],
+        params: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[M]:
+        query: dict[str, str] | None = {**(params or {}), "page-size": str(self._page_size)}
+        url: str | None = self._url(template, path_params)
+        seen: set[str] = set()
+        while url is not None:
+            if url in seen or len(seen) >= _MAX_PAGES:
+                raise errors.UnexpectedResponseError(f"GET {template}: pagination does not end ({url})")
+            seen.add(url)
+            response = await self._send("GET", template, url, params=query)
+            page = self._parse(models.Page, response)
+            for item in page.results:
+                try:
+                    yield model.model_validate(item)
+                except pydantic.ValidationError as exc:
+                    raise errors.UnexpectedResponseError(
+                        f"GET {template}: the server listed an invalid {model.__name__} "
+                        f"({exc.error_count()} problem(s))",
+                        status_code=response.status_code,
+                    ) from None
+            if not page.next:
+                return
+            next_url = self._check_next(template, page.next)
+            # The next link carries the filters, the page number and normally the page size (httpx
+            # replaces a URL's whole query when given params, so add a missing page size to the URL).
+            if "page-size" not in next_url.params:
+                next_url = next_url.copy_add_param("page-size", str(self._page_size))
+            url = str(next_url)
+            query = None
+
+    def _check_next(self, template: str, link: str) -> httpx.URL:
+        """Follow a ``next`` link only if it stays on the API of the same origin."""
+        try:
+            url = self._base_url.join(link)
+        except httpx.InvalidURL:
+            raise errors.UnexpectedResponseError(
+                f"GET {template}: the next-page link is not a valid URL"
+            ) from None
+        same_origin = (
+            url.scheme == self._base_url.scheme
+            and url.host == self._base_url.host
+            and _effective_port(url) == _effective_port(self._base_url)
+        )
+        if not same_origin or not url.path.startswith(self._api_path) or url.userinfo:
+            raise errors.UnexpectedResponseError(
+                f"GET {template}: refusing to follow a next-page link outside {self.api_url} "
+                f"({url.scheme}://{url.host}:{_effective_port(url)}{url.path})"
+            )
+        return url
+
+    async def _post_token(
+        self, path: str, *, json_body: Mapping[str, str] | None, form_body: Mapping[str, str] | None
+    ) -> httpx.Response:
+        # Logging in and refreshing are safe to repeat: a replayed refresh at worst gets a 401 for a
+        # refresh token the first attempt already rotated, and the authenticator then logs in.
+        return await self._send(
+            "POST",
+            path,
+            self._root + path,
+            json_body=None if json_body is None else dict(json_body),
+            form_body=None if form_body is None else dict(form_body),
+            authenticated=False,
+            replay_safe=True,
+        )
+
+    async def _send(
+        self,
+        method: str,
+        template: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: Any = None,
+        form_body: Mapping[str, str] | None = None,
+        authenticated: bool = True,
+        replay_safe: bool | None = None,
+    ) -> httpx.Response:
+        if self._closed:
+            raise RuntimeError("the RunWhen client is closed")
+        safe = method in _REPLAY_SAFE_METHODS if replay_safe is None else replay_safe
+        attempt = 0
+        budget = self._max_attempts
+        renewed = False
+        maybe_applied = False
+        while True:
+            attempt += 1
+            headers: dict[str, str] = {}
+            authorization = ""
+            if authenticated:
+                authorization = await self._auth.authorization()
+                headers["Authorization"] = authorization
+            await self._bucket.acquire()
+            started = time.monotonic()
+            try:
+                response = await self._http.request(
+                    method, url, params=params, json=json_body, data=form_body, headers=headers
+                )
+            except httpx.TransportError as exc:
+                self._report(method, template, None, started, attempt)
+                reason = f"transport:{type(exc).__name__}"
+                description = self._redact(f"{method} {httpx.URL(url).path} failed: {reason} {exc}")
+                if isinstance(exc, _FATAL_TRANSPORT_ERRORS):
+                    raise errors.TransportError(description, retryable=False) from exc
+                sent = not isinstance(exc, _NOT_SENT_ERRORS)
+                if sent and not safe:
+                    raise errors.WriteOutcomeUnknownError(
+                        f"{description}; the request may have been applied: observe the remote state "
+                        "before sending it again",
+                    ) from exc
+                maybe_applied = maybe_applied or sent
+                if attempt < budget:
+                    await self._backoff(method, template, attempt, reason, None)
+                    continue
+                raise errors.TransportError(f"{description} (after {attempt} attempt(s))") from exc
+            self._report(method, template, response.status_code, started, attempt)
+            status = response.status_code
+            if 200 <= status < 300:
+                return response
+            if status == 401 and authenticated and not renewed:
+                renewed = True
+                if await self._auth.handle_unauthorized(authorization):
+                    budget += 1
+                    self._notify_retry(method, template, "401")
+                    continue
+            if status == 404 and method == "DELETE" and maybe_applied:
+                # An earlier attempt may have deleted it before its answer was lost: it is gone.
+                logger.info("RunWhen DELETE %s: gone after a retried attempt; treating as deleted", template)
+                return response
+            if status == 429:
+                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+                if attempt < budget and (retry_after is None or retry_after <= self._backoff_cap):
+                    await self._backoff(method, template, attempt, "429", retry_after)
+                    continue
+                raise self._error_for(response, retry_after=retry_after)
+            if status >= 500:
+                if not safe:
+                    error = self._error_for(response)
+                    raise errors.WriteOutcomeUnknownError(
+                        f"{error.message}; the request may have been applied: observe the remote state "
+                        "before sending it again",
+                        status_code=status,
+                    )
+                if status in _RETRY_STATUSES:
+                    maybe_applied = True
+                    if attempt < budget:
+                        await self._backoff(method, template, attempt, str(status), None)
+                        continue
+            raise self._error_for(response)
+
+    async def _backoff(
+        self, method: str, template: str, attempt: int, reason: str, retry_after: float | None
+    ) -> None:
+        """Full jitter: a uniform wait in [0, min(cap, base * 2^(attempt-1))]; at least ``Retry-After``
+        when the server sent one."""
+        ceiling = min(self._backoff_cap, self._backoff_base * (2 ** (attempt - 1)))
+        delay = self._random.uniform(0.0, ceiling)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        logger.info(
+            "RunWhen %s %s: %s; retrying in %.2fs (attempt %d)", method, template, reason, delay, attempt + 1
+        )
+        self._notify_retry(method, template, reason)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _report(self, method: str, template: str, status: int | None, started: float, attempt: int) -> None:
+        duration = time.monotonic() - started
+        logger.debug("RunWhen %s %s -> %s in %.3fs (attempt %d)", method, template, status, duration, attempt)
+        if self._on_request is None:
+            return
+        try:
+            self._on_request(method, template, status, duration, attempt)
+        except Exception:
+            logger.exception("the on_request hook failed")
+
+    def _notify_retry(self, method: str, template: str, reason: str) -> None:
+        if self._on_retry is None:
+            return
+        try:
+            self._on_retry(method, template, reason)
+        except Exception:
+            logger.exception("the on_retry hook failed")
+
+    def _redact(self, text: str) -> str:
+        return _truncate(self._auth.redact(text), _MAX_MESSAGE)
+
+    def _error_for(
+        self, response: httpx.Response, *, retry_after: float | None = None
+    ) -> errors.RunWhenError:
+        status = response.status_code
+        request = response.request
+        where = f"{request.method} {request.url.path}"
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+        detail = ""
+        if isinstance(body, Mapping) and isinstance(body.get("detail"), str):
+            detail = _truncate(body["detail"], _MAX_DETAIL)
+        summary = detail or response.reason_phrase or "no detail"
+        message = self._redact(f"{where} -> {status}: {summary}")
+        if 300 <= status < 400:
+            return errors.UnexpectedResponseError(
+                self._redact(f"{where} -> {status}: redirected; the client does not follow redirects"),
+                status_code=status,
+            )
+        if status in (400, 422):
+            field_errors = _flatten_field_errors(body) if isinstance(body, Mapping | list) else {}
+            field_errors = {
+                self._auth.redact(k): [self._auth.redact(m) for m in v] for k, v in field_errors.items()
+            }
+            text = _summarise_field_errors(field_errors) or summary
+            return errors.InvalidRequestError(
+                self._redact(f"{where} -> {status}: {text}"), status_code=status, field_errors=field_errors
+            )
+        if status == 401:
+            return errors.AuthenticationError(message, status_code=status)
+        if status == 403:
+            return errors.PermissionDeniedError(message, status_code=status)
+        if status == 404:
+            return errors.NotFoundError(message, status_code=status)
+        if status == 409:
+            return errors.ConflictError(message, status_code=status)
+        if status == 429:
+            if retry_after is None:
+                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+            return errors.RateLimitedError(message, status_code=status, retry_after=retry_after)
+        if status >= 500:
+            return errors.ServerError(message, status_code=status, retryable=status in _RETRY_STATUSES)
+        return errors.UnexpectedResponseError(message, status_code=status)
+
+
+def _wf(workspace_name: str, workflow_id: int) -> dict[str, str | int]:
+    return {"workspace_name": workspace_name, "workflow_id": workflow_id}
+
+
+def _persona(workspace_name: str, persona_id: int) -> dict[str, str | int]:
+    return {"workspace_name": workspace_name, "persona_id": persona_id}

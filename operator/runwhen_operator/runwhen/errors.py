@@ -1,0 +1,145 @@
+"""Errors raised by the RunWhen API client.
+
+Every error carries ``retryable``: whether trying the same operation again later can succeed without
+changing the request. Messages never contain credentials, tokens or bodies of token responses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "AuthError",
+    "AuthenticationError",
+    "ConflictError",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "RunWhenError",
+    "ServerError",
+    "TransportError",
+    "UnexpectedResponseError",
+    "WriteOutcomeUnknownError",
+]
+
+
+class RunWhenError(Exception):
+    """Base class of every error the client raises."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, retryable: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.retryable = retryable
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.message!r}, status_code={self.status_code!r}, "
+            f"retryable={self.retryable!r})"
+        )
+
+
+class InvalidRequestError(RunWhenError):
+    """400 or 422: the server rejected the request body or query; sending it again will not help.
+
+    ``field_errors`` maps a field (dotted for nested fields, ``non_field_errors`` for errors not tied
+    to a field) to the server's messages.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = 400,
+        field_errors: Mapping[str, list[str]] | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message, status_code=status_code, retryable=retryable)
+        self.field_errors: dict[str, list[str]] = {k: list(v) for k, v in (field_errors or {}).items()}
+
+
+class AuthError(RunWhenError):
+    """The credentials are missing, wrong, expired or not allowed to do this."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message, status_code=status_code, retryable=retryable)
+
+
+class AuthenticationError(AuthError):
+    """401: the server does not accept the credentials (after one refresh or re-login)."""
+
+    def __init__(self, message: str, *, status_code: int | None = 401, retryable: bool = False) -> None:
+        super().__init__(message, status_code=status_code, retryable=retryable)
+
+
+class PermissionDeniedError(AuthError):
+    """403: authenticated, but not allowed."""
+
+    def __init__(self, message: str, *, status_code: int | None = 403, retryable: bool = False) -> None:
+        super().__init__(message, status_code=status_code, retryable=retryable)
+
+
+class NotFoundError(RunWhenError):
+    """404: the object (or its workspace) does not exist."""
+
+    def __init__(self, message: str, *, status_code: int | None = 404, retryable: bool = False) -> None:
+        super().__init__(message, status_code=status_code, retryable=retryable)
+
+
+class ConflictError(RunWhenError):
+    """409: the request conflicts with the current remote state; observe again, then retry."""
+
+    def __init__(self, message: str, *, status_code: int | None = 409, retryable: bool = True) -> None:
+        super().__init__(message, status_code=status_code, retryable=retryable)
+
+
+class RateLimitedError(RunWhenError):
+    """429 after the client's own retries, or with a ``Retry-After`` longer than it waits in a call."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = 429,
+        retry_after: float | None = None,
+        retryable: bool = True,
+    ) -> None:
+        super().__init__(message, status_code=status_code, retryable=retryable)
+        self.retry_after = retry_after
+
+
+class ServerError(RunWhenError):
+    """5xx after the client's own retries (or on a request that is not retried)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, retryable: bool = True) -> None:
+        super().__init__(message, status_code=status_code, retryable=retryable)
+
+
+class TransportError(RunWhenError):
+    """The server could not be reached or the connection failed (no HTTP status)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, retryable: bool = True) -> None:
+        super().__init__(message, status_code=status_code, retryable=retryable)
+
+
+class UnexpectedResponseError(RunWhenError):
+    """The server answered something the client does not understand (a redirect, a malformed body,
+    a pagination link to another origin)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message, status_code=status_code, retryable=retryable)
+
+
+class WriteOutcomeUnknownError(RunWhenError):
+    """A non-idempotent write (POST) failed after it was sent: it may or may not have been applied.
+
+    Retrying blindly could apply it twice (two POSTs create two workflows). Observe the remote state
+    first (list or get), and only send the write again if it is not there.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None, retryable: bool = True) -> None:
+        super().__init__(message, status_code=status_code, retryable=retryable)

@@ -1,0 +1,375 @@
+"""The Helm chart rendered offline: lint, both RBAC modes, security settings, HA, options, schema."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.delivery import chart
+from tests.delivery.chart import (
+    ALL_KINDS,
+    CRDS,
+    EVENTS,
+    GROUP,
+    NAMESPACE,
+    NAMESPACED_KINDS,
+    NAMESPACES,
+    PEERING_VERBS,
+    SECRETS,
+    container,
+    find,
+    kind_rules,
+    one,
+    rule_set,
+    triples,
+)
+
+
+@pytest.fixture(scope="module")
+def helm():
+    return chart.tools().helm
+
+
+@pytest.fixture(scope="module")
+def default(helm):
+    return chart.template(helm)
+
+
+@pytest.fixture(scope="module")
+def namespaced(helm):
+    return chart.template(helm, {"watchNamespaces": ["team-a", "team-b"]})
+
+
+@pytest.fixture(scope="module")
+def ha(helm):
+    return chart.template(helm, {"replicaCount": 2})
+
+
+def test_lint_strict_is_clean(helm):
+    for values in ({}, {"replicaCount": 3, "watchNamespaces": ["a"]}):
+        proc = chart.run([helm, "lint", "--strict", chart.CHART, *chart.set_args(values)])
+        assert "0 chart(s) failed" in proc.stdout
+        assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
+
+
+def test_chart_metadata():
+    import yaml
+
+    meta = yaml.safe_load((chart.CHART / "Chart.yaml").read_text())
+    assert meta["apiVersion"] == "v2"
+    assert meta["appVersion"] == "0.1.0"
+    assert meta["kubeVersion"] == ">=1.27.0-0"
+
+
+def test_default_install_objects(default):
+    kinds = sorted((o["kind"], o["metadata"]["name"]) for o in default)
+    assert kinds == [
+        ("ClusterRole", "runwhen-operator"),
+        ("ClusterRoleBinding", "runwhen-operator"),
+        ("Deployment", "runwhen-operator"),
+        ("Service", "runwhen-operator-metrics"),
+        ("ServiceAccount", "runwhen-operator"),
+    ]
+    for obj in default:
+        if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            assert obj["metadata"]["namespace"] == NAMESPACE
+
+
+def test_pod_meets_the_restricted_profile(default):
+    pod = one(default, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    c = container(default)
+    sc = c["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["runAsNonRoot"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "add" not in sc["capabilities"]
+    # the only writable path: an emptyDir at /tmp
+    assert c["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["volumes"][0]["name"] == "tmp" and "emptyDir" in pod["volumes"][0]
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+
+
+def test_probes_use_the_health_port(default):
+    c = container(default)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"health": 8081, "metrics": 9090}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert "--health-port=8081" in c["args"]
+    assert "--metrics-port=9090" in c["args"]
+
+
+def test_ports_follow_values(helm):
+    objs = chart.template(helm, {"ports": {"health": 18081, "metrics": 19090}})
+    c = container(objs)
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"health": 18081, "metrics": 19090}
+    assert "--health-port=18081" in c["args"] and "--metrics-port=19090" in c["args"]
+
+
+def test_default_args_and_env(default):
+    c = container(default)
+    assert c["args"] == [
+        "--all-namespaces",
+        "--metrics-port=9090",
+        "--health-port=8081",
+        "--standalone",
+        "--log-format=json",
+        "--log-level=info",
+    ]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["RUNWHEN_OPERATOR_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert c["image"] == "ghcr.io/runwhen-contrib/runwhen-operator:0.1.0"
+    deployment = one(default, "Deployment")
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_operator_cli_accepts_the_chart_args(default, namespaced, ha):
+    """The arguments the chart passes parse with the operator's own command line."""
+    from runwhen_operator import cli
+
+    parser = cli.build_parser()
+    for objs in (default, namespaced, ha):
+        args = container(objs)["args"]
+        try:
+            parsed = parser.parse_args(["run", *args])
+        except SystemExit as exc:  # argparse reports unknown arguments by exiting
+            pytest.fail(f"runwhen-operator run rejects {args}: exit {exc.code}")
+        assert parsed.command == "run"
+
+
+def test_cluster_wide_rbac_is_exact(default):
+    role = one(default, "ClusterRole", "runwhen-operator")
+    got = rule_set(role["rules"])
+    assert got == kind_rules(ALL_KINDS) | SECRETS | EVENTS | CRDS | NAMESPACES
+    binding = one(default, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == "runwhen-operator"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "runwhen-operator", "namespace": NAMESPACE}]
+    assert not find(default, "Role") and not find(default, "RoleBinding")
+
+
+def _assert_least_privilege(rules):
+    triples_ = rule_set(rules)
+    assert all("*" not in t for t in triples_), "wildcards in RBAC rules"
+    secrets = {verb for group, resource, verb in triples_ if group == "" and resource == "secrets"}
+    assert not secrets & {"list", "watch", "delete", "deletecollection"}, secrets
+    assert not {t for t in triples_ if t[0] == GROUP and t[2] == "create"}, "the operator never creates its CRs"
+    deletes = {r for g, r, v in triples_ if v == "delete"}
+    assert deletes <= {"workflowruns"}, deletes
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, {"replicaCount": 2}, {"watchNamespaces": ["a", "b"]}, {"watchNamespaces": ["a"], "replicaCount": 3}],
+)
+def test_no_wildcards_no_secret_listing(helm, values):
+    objs = chart.template(helm, values)
+    roles = find(objs, "ClusterRole") + find(objs, "Role")
+    assert roles
+    for role in roles:
+        _assert_least_privilege(role["rules"])
+
+
+def test_namespaced_rbac(namespaced):
+    assert "--all-namespaces" not in container(namespaced)["args"]
+    assert [a for a in container(namespaced)["args"] if a.startswith("--namespace")] == [
+        "--namespace=team-a",
+        "--namespace=team-b",
+    ]
+    # the ClusterRole only covers what is cluster-scoped
+    cluster_roles = find(namespaced, "ClusterRole")
+    assert [r["metadata"]["name"] for r in cluster_roles] == ["runwhen-operator-cluster"]
+    assert rule_set(cluster_roles[0]["rules"]) == kind_rules(["clusterrunwhenconnections"]) | CRDS
+    binding = one(namespaced, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "runwhen-operator-cluster",
+    }
+    # one Role + RoleBinding per watched namespace with everything namespaced
+    for ns in ("team-a", "team-b"):
+        role = one(namespaced, "Role", "runwhen-operator", ns)
+        assert rule_set(role["rules"]) == kind_rules(NAMESPACED_KINDS) | SECRETS | EVENTS
+        rb = one(namespaced, "RoleBinding", "runwhen-operator", ns)
+        assert rb["roleRef"]["kind"] == "Role" and rb["roleRef"]["name"] == "runwhen-operator"
+        assert rb["subjects"] == [{"kind": "ServiceAccount", "name": "runwhen-operator", "namespace": NAMESPACE}]
+    # the operator's namespace: credentials of cluster connections (read only) and events
+    own = one(namespaced, "Role", "runwhen-operator-operator", NAMESPACE)
+    assert rule_set(own["rules"]) == triples("", ["secrets"], ["get"]) | EVENTS
+    # nothing cluster-wide about secrets or namespaces
+    for role in cluster_roles:
+        assert not {t for t in rule_set(role["rules"]) if t[1] in ("secrets", "namespaces")}
+
+
+def test_single_replica_is_standalone(default):
+    args = container(default)["args"]
+    assert "--standalone" in args
+    assert not [a for a in args if a.startswith("--peering")]
+    assert not find(default, "CustomResourceDefinition")
+    assert not find(default, "ClusterKopfPeering") and not find(default, "KopfPeering")
+    assert not find(default, "PodDisruptionBudget")
+
+
+def test_replicas_use_peering(ha):
+    deployment = one(ha, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    args = container(ha)["args"]
+    assert "--peering=runwhen-operator" in args and "--standalone" not in args
+    crds = {c["metadata"]["name"]: c for c in find(ha, "CustomResourceDefinition")}
+    assert set(crds) == {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
+    for name, scope in (("clusterkopfpeerings.kopf.dev", "Cluster"), ("kopfpeerings.kopf.dev", "Namespaced")):
+        spec = crds[name]["spec"]
+        assert spec["group"] == "kopf.dev" and spec["scope"] == scope
+        (version,) = spec["versions"]
+        assert version["name"] == "v1" and version["served"] and version["storage"]
+        status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
+        assert status == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        assert crds[name]["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    peering = one(ha, "ClusterKopfPeering", "runwhen-operator")
+    # first install: the kind is not served yet, so the object is created after the CRDs
+    assert "post-install" in peering["metadata"]["annotations"]["helm.sh/hook"]
+    pdb = one(ha, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    role = one(ha, "ClusterRole")
+    assert triples("kopf.dev", ["clusterkopfpeerings"], PEERING_VERBS) <= rule_set(role["rules"])
+
+
+def test_namespaced_replicas_peer_per_namespace(helm):
+    objs = chart.template(helm, {"replicaCount": 2, "watchNamespaces": ["a", "b"]})
+    assert {p["metadata"]["namespace"] for p in find(objs, "KopfPeering")} == {"a", "b"}
+    assert not find(objs, "ClusterKopfPeering")
+    for ns in ("a", "b"):
+        role = one(objs, "Role", "runwhen-operator", ns)
+        assert triples("kopf.dev", ["kopfpeerings"], PEERING_VERBS) <= rule_set(role["rules"])
+    cluster_role = one(objs, "ClusterRole")
+    assert not {t for t in rule_set(cluster_role["rules"]) if t[0] == "kopf.dev"}
+
+
+def test_peering_crds_can_be_left_out(helm):
+    objs = chart.template(helm, {"replicaCount": 2, "peering": {"createCRDs": False, "name": "ops"}})
+    assert not find(objs, "CustomResourceDefinition")
+    assert "--peering=ops" in container(objs)["args"]
+    assert one(objs, "ClusterKopfPeering", "ops")
+
+
+def test_service_monitor_only_when_enabled(helm, default):
+    assert not find(default, "ServiceMonitor")
+    objs = chart.template(helm, {"metrics.serviceMonitor.enabled": True})
+    monitor = one(objs, "ServiceMonitor")
+    service = one(objs, "Service")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    pod_labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_connection_with_token_creates_a_secret(helm):
+    objs = chart.template(
+        helm, {"connection": {"create": True, "url": "https://papi.example.com", "token": "t0k"}}
+    )
+    secret = one(objs, "Secret", "runwhen-operator-credentials", NAMESPACE)
+    assert secret["stringData"] == {"token": "t0k"}
+    conn = one(objs, "ClusterRunWhenConnection", "default")
+    assert conn["apiVersion"] == "platform.runwhen.com/v1alpha1"
+    assert "namespace" not in conn["metadata"]
+    assert conn["spec"] == {
+        "url": "https://papi.example.com",
+        "credentialsSecretRef": {"name": "runwhen-operator-credentials", "namespace": NAMESPACE},
+    }
+
+
+def test_connection_with_login_and_options(helm):
+    objs = chart.template(
+        helm,
+        {
+            "connection": {
+                "create": True,
+                "name": "prod",
+                "url": "https://papi.example.com",
+                "username": "ops",
+                "password": "s3cret",
+                "rateLimit": {"requestsPerSecond": 5, "burst": 10},
+                "timeoutSeconds": 20,
+            }
+        },
+    )
+    assert one(objs, "Secret")["stringData"] == {"username": "ops", "password": "s3cret"}
+    spec = one(objs, "ClusterRunWhenConnection", "prod")["spec"]
+    assert spec["rateLimit"] == {"requestsPerSecond": 5, "burst": 10}
+    assert spec["timeoutSeconds"] == 20
+
+
+def test_connection_with_existing_secret(helm):
+    objs = chart.template(
+        helm, {"connection": {"create": True, "url": "https://papi.example.com", "existingSecret": "mine"}}
+    )
+    assert not find(objs, "Secret")
+    ref = one(objs, "ClusterRunWhenConnection")["spec"]["credentialsSecretRef"]
+    assert ref == {"name": "mine", "namespace": NAMESPACE}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"connection": {"create": True, "token": "x"}}, "connection.url is required"),
+        ({"connection": {"create": True, "url": "https://x"}}, "needs connection.existingSecret"),
+        (
+            {"connection": {"create": True, "url": "https://x", "token": "t", "username": "u", "password": "p"}},
+            "not both",
+        ),
+    ],
+)
+def test_connection_misconfigurations_fail(helm, values, message):
+    assert message in chart.template_fails(helm, values)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"replicaCount": -1},
+        {"replicaCount": "two"},
+        {"unknownKey": True},
+        {"image": {"repository": "x", "pullPolicy": "Sometimes"}},
+        {"watchNamespaces": ["Not_A_Namespace"]},
+        {"logFormat": "xml"},
+        {"connection": {"url": "ftp://nope"}},
+        {"metrics": {"serviceMonitor": {"enabled": True, "bogus": 1}}},
+    ],
+)
+def test_schema_rejects_bad_values(helm, values):
+    err = chart.template_fails(helm, values)
+    assert "schema" in err.lower() or "at '" in err, err
+
+
+def test_values_file_validates_against_schema():
+    import json
+
+    import yaml
+
+    schema = json.loads((chart.CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((chart.CHART / "values.yaml").read_text())
+    assert schema["additionalProperties"] is False
+    assert set(values) <= set(schema["properties"])
+
+
+def test_notes_render(helm):
+    proc = chart.run([helm, "install", "x", chart.CHART, "--dry-run=client", "-n", NAMESPACE])
+    assert "kubectl apply --server-side -f charts/runwhen-operator/crds/" in proc.stdout
+    assert "cluster-wide" in proc.stdout
+
+
+def test_chart_ships_the_generated_crds():
+    """charts/runwhen-operator/crds/ holds the same CRDs as crds/ (Helm installs them first)."""
+    generated = sorted(p.name for p in (chart.ROOT / "crds").glob("*.yaml"))
+    shipped = sorted(p.name for p in (chart.CHART / "crds").glob("*.yaml"))
+    assert generated, "no CRDs in crds/"
+    assert shipped == generated
+    for name in generated:
+        assert (chart.CHART / "crds" / name).read_bytes() == (chart.ROOT / "crds" / name).read_bytes()
