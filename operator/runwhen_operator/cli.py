@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--poll-interval", default=env("RUNWHEN_POLL_INTERVAL", "5m"), help="default drift-check interval"
     )
+    run.add_argument(
+        "--connection-check-interval",
+        default=env("RUNWHEN_CONNECTION_CHECK_INTERVAL", "60s"),
+        help="how often connections re-read their Secret",
+    )
     run.add_argument("--log-format", choices=["text", "json"], default=env("RUNWHEN_LOG_FORMAT", "text"))
     run.add_argument("--log-level", default=env("RUNWHEN_LOG_LEVEL", "info"))
     crds = sub.add_parser("crds", help="print the generated CustomResourceDefinitions")
@@ -96,7 +101,10 @@ def _run(args: argparse.Namespace) -> int:
     from runwhen_operator.handlers import context, metrics, operator
 
     logs.configure(args.log_format, args.log_level)
-    options = context.Options(default_poll_interval=common.parse_duration(args.poll_interval))
+    options = context.Options(
+        default_poll_interval=common.parse_duration(args.poll_interval),
+        connection_check_interval=common.parse_duration(args.connection_check_interval),
+    )
     collector = metrics.PrometheusMetrics()
     if args.metrics_port:
         collector.serve(args.health_host, args.metrics_port)

@@ -23,6 +23,22 @@ def body_of(request: httpx.Request) -> dict[str, Any]:
     return {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
 
 
+class FakeClock:
+    """Monotonic time the test moves by hand: token expiry without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 5000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def with_clock(rw: Any) -> FakeClock:
+    clock = FakeClock()
+    rw._auth._clock = clock
+    return clock
+
+
 class FakeAuthServer:
     """Issues JWT pairs, rotates refresh tokens, accepts only the newest access token."""
 
@@ -89,11 +105,12 @@ async def test_login_happens_once_and_token_is_reused() -> None:
 
 
 async def test_json_refused_falls_back_to_form_and_remembers() -> None:
-    server = FakeAuthServer(json_ok=False, lifetime=0.3)
+    server = FakeAuthServer(json_ok=False, lifetime=60.0)
     rw, rec = make_client(server, CREDS)
+    clock = with_clock(rw)
     async with rw:
         await rw.get_workspace("ws1")
-        await asyncio.sleep(0.35)
+        clock.now += 60.0
         await rw.get_workspace("ws1")
     token_calls = [r for r in rec.requests if r.url.path.startswith("/api/v3/token/")]
     kinds = [(r.url.path, r.headers["content-type"].split(";")[0]) for r in token_calls]
@@ -105,11 +122,12 @@ async def test_json_refused_falls_back_to_form_and_remembers() -> None:
 
 
 async def test_token_expiry_triggers_one_refresh_for_a_concurrent_burst() -> None:
-    server = FakeAuthServer(lifetime=0.3)
+    server = FakeAuthServer(lifetime=60.0)
     rw, _ = make_client(server, CREDS)
+    clock = with_clock(rw)
     async with rw:
         await rw.get_workspace("ws0")
-        await asyncio.sleep(0.35)
+        clock.now += 60.0
         results = await asyncio.gather(*(rw.get_workspace(f"ws{i}") for i in range(20)))
     assert [w.name for w in results] == [f"ws{i}" for i in range(20)]
     assert server.logins == 1
@@ -118,12 +136,13 @@ async def test_token_expiry_triggers_one_refresh_for_a_concurrent_burst() -> Non
 
 
 async def test_refresh_uses_the_rotated_refresh_token() -> None:
-    server = FakeAuthServer(lifetime=0.2)
+    server = FakeAuthServer(lifetime=60.0)
     rw, rec = make_client(server, CREDS)
+    clock = with_clock(rw)
     async with rw:
         for i in range(3):
             await rw.get_workspace(f"ws{i}")
-            await asyncio.sleep(0.25)
+            clock.now += 55.0  # within the last 10 % of the lifetime: renewed before it expires
         await rw.get_workspace("last")
     refresh_bodies = [body_of(r)["refresh"] for r in rec.calls("POST", "/api/v3/token/refresh/")]
     assert len(refresh_bodies) == 3
@@ -158,12 +177,13 @@ async def test_persistent_401_does_not_loop() -> None:
 
 
 async def test_rejected_refresh_falls_back_to_login() -> None:
-    server = FakeAuthServer(lifetime=0.2)
+    server = FakeAuthServer(lifetime=60.0)
     rw, _ = make_client(server, CREDS)
+    clock = with_clock(rw)
     async with rw:
         await rw.get_workspace("ws0")
         server.valid_refresh.clear()  # the server forgot every refresh token
-        await asyncio.sleep(0.25)
+        clock.now += 60.0
         await rw.get_workspace("ws1")
     assert server.refreshes == 1
     assert server.logins == 2
@@ -214,7 +234,7 @@ async def test_token_response_without_tokens_is_unexpected_and_not_quoted() -> N
 
 
 async def test_refresh_without_new_refresh_token_keeps_the_old_one() -> None:
-    first = token_pair(0.2)
+    first = token_pair(60.0)
     calls: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -223,15 +243,16 @@ async def test_refresh_without_new_refresh_token_keeps_the_old_one() -> None:
             return json_response(200, first)
         if request.url.path == "/api/v3/token/refresh/":
             assert body_of(request)["refresh"] == first["refresh"]
-            return json_response(200, {"access": make_jwt(0.2)})
+            return json_response(200, {"access": make_jwt(60.0)})
         return json_response(200, workspace())
 
     rw, _ = make_client(handler, CREDS)
+    clock = with_clock(rw)
     async with rw:
         await rw.get_workspace("ws1")
-        await asyncio.sleep(0.25)
+        clock.now += 60.0
         await rw.get_workspace("ws1")
-        await asyncio.sleep(0.25)
+        clock.now += 60.0
         await rw.get_workspace("ws1")
     assert calls.count("/api/v3/token/refresh/") == 2
     assert calls.count("/api/v3/token/") == 1

@@ -19,16 +19,31 @@ from tests.client.mockapi import json_response, make_client, workspace
 # --- rate limiter --------------------------------------------------------------------------------
 
 
-async def test_bucket_allows_a_burst_then_paces() -> None:
-    bucket = ratelimit.TokenBucket(rate=20.0, burst=5)
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_bucket_allows_a_burst_then_paces() -> None:
+    clock = FakeClock()
+    bucket = ratelimit.TokenBucket(rate=20.0, burst=5, clock=clock)
+    assert [bucket.reserve() for _ in range(5)] == [0.0] * 5
+    # Later callers get the following slots, 1/20 s apart, in the order they asked.
+    assert [bucket.reserve() for _ in range(3)] == pytest.approx([0.05, 0.10, 0.15])
+    clock.now += 1.0  # a second later the debt is paid and 17 tokens saved, capped at the burst
+    assert [bucket.reserve() for _ in range(5)] == [0.0] * 5
+    assert bucket.reserve() == pytest.approx(0.05)
+
+
+async def test_bucket_paces_in_real_time() -> None:
+    bucket = ratelimit.TokenBucket(rate=20.0, burst=2)
     started = time.monotonic()
-    for _ in range(5):
+    for _ in range(8):
         await bucket.acquire()
-    assert time.monotonic() - started < 0.05
-    for _ in range(6):
-        await bucket.acquire()
-    elapsed = time.monotonic() - started
-    assert 0.27 <= elapsed < 0.6  # six more tokens at 20/s
+    assert time.monotonic() - started >= 0.29  # 2 at once, then 6 at 20/s
 
 
 async def test_bucket_serves_waiters_in_order() -> None:
@@ -44,17 +59,16 @@ async def test_bucket_serves_waiters_in_order() -> None:
 
 
 async def test_cancelled_wait_returns_its_token() -> None:
-    bucket = ratelimit.TokenBucket(rate=10.0, burst=1)
+    clock = FakeClock()
+    bucket = ratelimit.TokenBucket(rate=10.0, burst=1, clock=clock)
     await bucket.acquire()
-    waiter = asyncio.ensure_future(bucket.acquire())
+    waiter = asyncio.ensure_future(bucket.acquire())  # reserves the slot 0.1 s ahead
     await asyncio.sleep(0.01)
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
-    # The cancelled reservation was returned: the next token is about 0.1 s after the first.
-    started = time.monotonic()
-    await bucket.acquire()
-    assert time.monotonic() - started < 0.12
+    # The cancelled reservation was returned: the next caller gets that slot, not the one after.
+    assert bucket.reserve() == pytest.approx(0.1)
 
 
 def test_bucket_rejects_nonsense() -> None:

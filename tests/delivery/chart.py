@@ -36,10 +36,16 @@ def tools() -> Tools:
     return Tools(helm=helm, kubectl=kubectl)
 
 
-def run(argv: list[str | Path], *, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, check=False)
+def run(
+    argv: list[str | Path], *, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, timeout=timeout, check=False
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, argv))} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}")
+        raise AssertionError(
+            f"{' '.join(map(str, argv))} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}"
+        )
     return proc
 
 
@@ -61,9 +67,7 @@ def template(
     release: str = RELEASE,
     extra: Iterable[str] = (),
 ) -> list[Obj]:
-    proc = run(
-        [helm, "template", release, CHART, "--namespace", namespace, *set_args(values or {}), *extra]
-    )
+    proc = run([helm, "template", release, CHART, "--namespace", namespace, *set_args(values or {}), *extra])
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
 
@@ -86,7 +90,9 @@ def find(objs: list[Obj], kind: str, name: str | None = None, namespace: str | N
 
 def one(objs: list[Obj], kind: str, name: str | None = None, namespace: str | None = None) -> Obj:
     found = find(objs, kind, name, namespace)
-    assert len(found) == 1, f"expected one {kind} {name or ''} in {namespace or 'any namespace'}, got {len(found)}"
+    assert len(found) == 1, (
+        f"expected one {kind} {name or ''} in {namespace or 'any namespace'}, got {len(found)}"
+    )
     return found[0]
 
 
@@ -118,7 +124,9 @@ def kind_rules(kinds: list[str]) -> set[tuple[str, str, str]]:
 
 
 SECRETS = triples("", ["secrets"], ["get", "create", "patch", "update"])
-EVENTS = triples("", ["events"], ["create", "patch"]) | triples("events.k8s.io", ["events"], ["create", "patch"])
+EVENTS = triples("", ["events"], ["create", "patch"]) | triples(
+    "events.k8s.io", ["events"], ["create", "patch"]
+)
 CRDS = triples("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"])
 NAMESPACES = triples("", ["namespaces"], ["list", "watch"])
 PEERING_VERBS = ["get", "list", "watch", "patch"]

@@ -131,15 +131,27 @@ def test_install_creates_the_expected_objects(control_plane, k8s_api, namespace,
         conn = client.CustomObjectsApi(k8s_api).get_cluster_custom_object(
             chart.GROUP, "v1alpha1", "clusterrunwhenconnections", conn_name
         )
-        assert conn["spec"]["credentialsSecretRef"] == {"name": f"{release}-credentials", "namespace": namespace}
+        assert conn["spec"]["credentialsSecretRef"] == {
+            "name": f"{release}-credentials",
+            "namespace": namespace,
+        }
         assert conn["spec"]["rateLimit"] == {"requestsPerSecond": 5, "burst": 10}
         # the pod passes the restricted Pod Security Standard (enforced on pods, checked by a dry run)
-        core.patch_namespace(namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})
+        core.patch_namespace(
+            namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+        )
         template = k8s_api.sanitize_for_serialization(deployment.spec.template)
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "restricted-check"}, "spec": template["spec"]}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "restricted-check"},
+            "spec": template["spec"],
+        }
         core.create_namespaced_pod(namespace, pod, dry_run="All")
         insecure = {**pod, "spec": {**template["spec"], "securityContext": {}}}
-        insecure["spec"]["containers"] = [{**c, "securityContext": {}} for c in template["spec"]["containers"]]
+        insecure["spec"]["containers"] = [
+            {**c, "securityContext": {}} for c in template["spec"]["containers"]
+        ]
         with pytest.raises(client.ApiException) as denied:
             core.create_namespaced_pod(namespace, insecure, dry_run="All")
         assert _status(denied.value) == 403 and "PodSecurity" in str(denied.value.body)
@@ -191,7 +203,9 @@ def test_cluster_wide_rbac_allows_the_work_and_nothing_else(
         )
         # not its business
         _forbidden(
-            core.create_namespaced_config_map, other, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c"))
+            core.create_namespaced_config_map,
+            other,
+            client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c")),
         )
         _forbidden(client.AppsV1Api(sa).list_namespaced_deployment, other)
         _forbidden(
@@ -203,18 +217,28 @@ def test_cluster_wide_rbac_allows_the_work_and_nothing_else(
                 "metadata": {"name": "d"},
                 "spec": {
                     "selector": {"matchLabels": {"a": "b"}},
-                    "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}},
+                    "template": {
+                        "metadata": {"labels": {"a": "b"}},
+                        "spec": {"containers": [{"name": "c", "image": "i"}]},
+                    },
                 },
             },
         )
-        _forbidden(custom.delete_namespaced_custom_object, chart.GROUP, "v1alpha1", other, "workspaces", "ws1")
+        _forbidden(
+            custom.delete_namespaced_custom_object, chart.GROUP, "v1alpha1", other, "workspaces", "ws1"
+        )
         _forbidden(
             custom.create_namespaced_custom_object,
             chart.GROUP,
             "v1alpha1",
             other,
             "workspaces",
-            {"apiVersion": "platform.runwhen.com/v1alpha1", "kind": "Workspace", "metadata": {"name": "ws2"}, "spec": {}},
+            {
+                "apiVersion": "platform.runwhen.com/v1alpha1",
+                "kind": "Workspace",
+                "metadata": {"name": "ws2"},
+                "spec": {},
+            },
         )
         _forbidden(client.CoreV1Api(sa).list_namespaced_pod, other)
 
@@ -242,7 +266,9 @@ def test_namespaced_rbac_is_confined(
         # cluster connections are cluster-scoped; their credentials are read in the operator's namespace
         custom.list_cluster_custom_object(chart.GROUP, "v1alpha1", "clusterrunwhenconnections")
         assert core.read_namespaced_secret("cluster-creds", namespace)
-        _forbidden(core.create_namespaced_secret, namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="x")))
+        _forbidden(
+            core.create_namespaced_secret, namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="x"))
+        )
         _forbidden(core.list_namespaced_secret, namespace)
         # anything outside the watched namespaces is denied
         _forbidden(core.read_namespaced_secret, "creds", unwatched)
@@ -259,7 +285,9 @@ def test_namespaced_rbac_is_confined(
         )
         _forbidden(core.list_namespace)
         _forbidden(
-            core.create_namespaced_config_map, watched, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c"))
+            core.create_namespaced_config_map,
+            watched,
+            client.V1ConfigMap(metadata=client.V1ObjectMeta(name="c")),
         )
 
 
@@ -272,7 +300,11 @@ def test_replicas_install_peering(control_plane, k8s_api, namespace, crds_instal
         # the operator's keep-alives land in the peering object's status
         sa = control_plane.api_client(sa_kubeconfig(namespace, CHART_SA, create=False))
         client.CustomObjectsApi(sa).patch_cluster_custom_object(
-            "kopf.dev", "v1", "clusterkopfpeerings", peering, {"status": {"pod-a": {"priority": 0, "lifetime": 60}}}
+            "kopf.dev",
+            "v1",
+            "clusterkopfpeerings",
+            peering,
+            {"status": {"pod-a": {"priority": 0, "lifetime": 60}}},
         )
         # an upgrade keeps the object (and the peers' records in it)
         _helm(
@@ -310,18 +342,32 @@ def runwhen_system(k8s_api: client.ApiClient) -> str:
 
 def test_kustomize_default_applies_cleanly(control_plane, crds_installed, runwhen_system, tools):
     proc = _kubectl(
-        tools, control_plane.kubeconfig, "apply", "--server-side", "--dry-run=server", "-k", chart.ROOT / "deploy/default"
+        tools,
+        control_plane.kubeconfig,
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-k",
+        chart.ROOT / "deploy/default",
     )
     assert proc.returncode == 0, proc.stderr
     applied = proc.stdout.splitlines()
     assert any("deployment.apps/runwhen-operator" in line for line in applied), proc.stdout
     assert any("clusterrole.rbac.authorization.k8s.io/runwhen-operator" in line for line in applied)
-    assert sum("customresourcedefinition" in line for line in applied) == len(list((chart.ROOT / "crds").glob("*.yaml")))
+    assert sum("customresourcedefinition" in line for line in applied) == len(
+        list((chart.ROOT / "crds").glob("*.yaml"))
+    )
 
 
 def test_samples_are_valid_objects(control_plane, crds_installed, runwhen_system, tools):
     proc = _kubectl(
-        tools, control_plane.kubeconfig, "apply", "--server-side", "--dry-run=server", "-k", chart.ROOT / "deploy/samples"
+        tools,
+        control_plane.kubeconfig,
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-k",
+        chart.ROOT / "deploy/samples",
     )
     assert proc.returncode == 0, proc.stderr
     for kind in ("secret/", "clusterrunwhenconnection", "workspace", "workflow", "persona"):

@@ -147,7 +147,9 @@ def test_cluster_wide_rbac_is_exact(default):
     assert got == kind_rules(ALL_KINDS) | SECRETS | EVENTS | CRDS | NAMESPACES
     binding = one(default, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == "runwhen-operator"
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "runwhen-operator", "namespace": NAMESPACE}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "runwhen-operator", "namespace": NAMESPACE}
+    ]
     assert not find(default, "Role") and not find(default, "RoleBinding")
 
 
@@ -156,7 +158,9 @@ def _assert_least_privilege(rules):
     assert all("*" not in t for t in triples_), "wildcards in RBAC rules"
     secrets = {verb for group, resource, verb in triples_ if group == "" and resource == "secrets"}
     assert not secrets & {"list", "watch", "delete", "deletecollection"}, secrets
-    assert not {t for t in triples_ if t[0] == GROUP and t[2] == "create"}, "the operator never creates its CRs"
+    assert not {t for t in triples_ if t[0] == GROUP and t[2] == "create"}, (
+        "the operator never creates its CRs"
+    )
     deletes = {r for g, r, v in triples_ if v == "delete"}
     assert deletes <= {"workflowruns"}, deletes
 
@@ -195,7 +199,9 @@ def test_namespaced_rbac(namespaced):
         assert rule_set(role["rules"]) == kind_rules(NAMESPACED_KINDS) | SECRETS | EVENTS
         rb = one(namespaced, "RoleBinding", "runwhen-operator", ns)
         assert rb["roleRef"]["kind"] == "Role" and rb["roleRef"]["name"] == "runwhen-operator"
-        assert rb["subjects"] == [{"kind": "ServiceAccount", "name": "runwhen-operator", "namespace": NAMESPACE}]
+        assert rb["subjects"] == [
+            {"kind": "ServiceAccount", "name": "runwhen-operator", "namespace": NAMESPACE}
+        ]
     # the operator's namespace: credentials of cluster connections (read only) and events
     own = one(namespaced, "Role", "runwhen-operator-operator", NAMESPACE)
     assert rule_set(own["rules"]) == triples("", ["secrets"], ["get"]) | EVENTS
@@ -265,7 +271,9 @@ def test_service_monitor_only_when_enabled(helm, default):
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
-    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}
+    ]
     pod_labels = one(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
@@ -321,7 +329,15 @@ def test_connection_with_existing_secret(helm):
         ({"connection": {"create": True, "token": "x"}}, "connection.url is required"),
         ({"connection": {"create": True, "url": "https://x"}}, "needs connection.existingSecret"),
         (
-            {"connection": {"create": True, "url": "https://x", "token": "t", "username": "u", "password": "p"}},
+            {
+                "connection": {
+                    "create": True,
+                    "url": "https://x",
+                    "token": "t",
+                    "username": "u",
+                    "password": "p",
+                }
+            },
             "not both",
         ),
     ],
@@ -361,7 +377,7 @@ def test_values_file_validates_against_schema():
 
 def test_notes_render(helm):
     proc = chart.run([helm, "install", "x", chart.CHART, "--dry-run=client", "-n", NAMESPACE])
-    assert "kubectl apply --server-side -f charts/runwhen-operator/crds/" in proc.stdout
+    assert "kubectl apply --server-side --force-conflicts -f charts/runwhen-operator/crds/" in proc.stdout
     assert "cluster-wide" in proc.stdout
 
 
@@ -373,3 +389,23 @@ def test_chart_ships_the_generated_crds():
     assert shipped == generated
     for name in generated:
         assert (chart.CHART / "crds" / name).read_bytes() == (chart.ROOT / "crds" / name).read_bytes()
+
+
+def _leaf_keys(values, prefix=""):
+    """Keys of values.yaml down to the documented level (maps of free-form settings stay whole)."""
+    whole = {"resources", "livenessProbe", "readinessProbe", "connection.rateLimit"}
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and path not in whole:
+            yield from _leaf_keys(value, f"{path}.")
+        else:
+            yield path
+
+
+def test_readme_documents_every_value():
+    import yaml
+
+    values = yaml.safe_load((chart.CHART / "values.yaml").read_text())
+    readme = (chart.CHART / "README.md").read_text()
+    documented = {line.split("`")[1] for line in readme.splitlines() if line.startswith("| `")}
+    assert set(_leaf_keys(values)) == documented

@@ -14,7 +14,9 @@ DEPLOY = chart.ROOT / "deploy"
 
 
 def _sync_module():
-    spec = importlib.util.spec_from_file_location("sync_deploy_crds", chart.ROOT / "hack" / "sync-deploy-crds.py")
+    spec = importlib.util.spec_from_file_location(
+        "sync_deploy_crds", chart.ROOT / "hack" / "sync-deploy-crds.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -86,7 +88,9 @@ def _normalise(obj: chart.Obj) -> chart.Obj:
 
 
 def test_default_base_matches_the_chart(kubectl):
-    helm_objs = {(o["kind"], o["metadata"]["name"]): _normalise(o) for o in chart.template(chart.tools().helm)}
+    helm_objs = {
+        (o["kind"], o["metadata"]["name"]): _normalise(o) for o in chart.template(chart.tools().helm)
+    }
     kustomize_objs = {
         (o["kind"], o["metadata"]["name"]): _normalise(o)
         for o in _kustomize(kubectl, DEPLOY / "default")

@@ -41,7 +41,10 @@ def test_json_login_returns_jwt_pair(emulator: EmulatorProcess) -> None:
 def test_form_login_without_trailing_slash(emulator: EmulatorProcess) -> None:
     response = httpx.post(emulator.api_url + "token", data={"username": "admin", "password": "admin"})
     assert response.status_code == 200
-    assert httpx.get(emulator.api_url + "workspaces", headers=_bearer(response.json()["access"])).status_code == 200
+    assert (
+        httpx.get(emulator.api_url + "workspaces", headers=_bearer(response.json()["access"])).status_code
+        == 200
+    )
 
 
 def test_wrong_credentials_are_401(emulator: EmulatorProcess) -> None:
@@ -59,7 +62,9 @@ def test_login_body_errors_are_field_maps(emulator: EmulatorProcess) -> None:
     response = httpx.post(emulator.api_url + "token/", json={"username": 1, "password": "admin"})
     assert response.status_code == 400
     assert response.json() == {"username": ["Not a valid string."]}
-    response = httpx.post(emulator.api_url + "token/", content=b"{nope", headers={"Content-Type": "application/json"})
+    response = httpx.post(
+        emulator.api_url + "token/", content=b"{nope", headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 400
     assert "non_field_errors" in response.json()
 
@@ -77,7 +82,9 @@ def test_missing_and_malformed_tokens_are_401(emulator: EmulatorProcess) -> None
 
 
 def test_tampered_token_is_rejected(emulator: EmulatorProcess) -> None:
-    access = httpx.post(emulator.api_url + "token/", json={"username": "admin", "password": "admin"}).json()["access"]
+    access = httpx.post(emulator.api_url + "token/", json={"username": "admin", "password": "admin"}).json()[
+        "access"
+    ]
     header, body, signature = access.split(".")
     claims = _claims(access)
     claims["sub"] = "mallory"
@@ -108,7 +115,9 @@ def test_refresh_rotates_and_revokes_the_old_refresh_token(emulator: EmulatorPro
 def test_tokens_cannot_stand_in_for_each_other(emulator: EmulatorProcess) -> None:
     pair = httpx.post(emulator.api_url + "token/", json={"username": "admin", "password": "admin"}).json()
     assert httpx.get(emulator.api_url + "workspaces/", headers=_bearer(pair["refresh"])).status_code == 401
-    assert httpx.post(emulator.api_url + "token/refresh/", json={"refresh": pair["access"]}).status_code == 401
+    assert (
+        httpx.post(emulator.api_url + "token/refresh/", json={"refresh": pair["access"]}).status_code == 401
+    )
     assert httpx.post(emulator.api_url + "token/refresh/", json={}).status_code == 400
 
 
@@ -124,14 +133,24 @@ def test_access_token_expires(emulator_factory: Callable[..., EmulatorProcess]) 
     assert "expired" in expired.json()["detail"]
     refreshed = httpx.post(short.api_url + "token/refresh/", json={"refresh": pair["refresh"]})
     assert refreshed.status_code == 200
-    assert httpx.get(short.api_url + "workspaces/", headers=_bearer(refreshed.json()["access"])).status_code == 200
+    assert (
+        httpx.get(short.api_url + "workspaces/", headers=_bearer(refreshed.json()["access"])).status_code
+        == 200
+    )
 
 
 def test_custom_credentials(emulator_factory: Callable[..., EmulatorProcess]) -> None:
     other = emulator_factory(username="ops@example.com", password="s3cret")
-    assert httpx.post(other.api_url + "token/", json={"username": "admin", "password": "admin"}).status_code == 401
-    response = httpx.post(other.api_url + "token/", json={"username": "ops@example.com", "password": "s3cret"})
+    assert (
+        httpx.post(other.api_url + "token/", json={"username": "admin", "password": "admin"}).status_code
+        == 401
+    )
+    response = httpx.post(
+        other.api_url + "token/", json={"username": "ops@example.com", "password": "s3cret"}
+    )
     assert response.status_code == 200
-    created = httpx.post(other.api_url + "workspaces/", json={"name": "w"}, headers=_bearer(response.json()["access"]))
+    created = httpx.post(
+        other.api_url + "workspaces/", json={"name": "w"}, headers=_bearer(response.json()["access"])
+    )
     assert created.json()["owner"] == "ops@example.com"
     assert httpx.get(other.api_url + "workspaces/", headers=_bearer("rw-test-token")).status_code == 401

@@ -36,10 +36,19 @@ def test_issue_filters(api: httpx.Client, workspace: str, emulator: EmulatorProc
 
 
 def test_open_issue_validation(emulator: EmulatorProcess, workspace: str) -> None:
-    for body in ({"severity": 1}, {"title": "x", "severity": 5}, {"title": "x", "severity": 1, "runSessionId": 999}):
+    for body in (
+        {"severity": 1},
+        {"title": "x", "severity": 5},
+        {"title": "x", "severity": 1, "runSessionId": 999},
+    ):
         response = httpx.post(f"{emulator.url}/_emulator/workspaces/{workspace}/issues", json=body)
         assert response.status_code == 400, body
-    assert httpx.post(f"{emulator.url}/_emulator/workspaces/nope/issues", json={"title": "x", "severity": 1}).status_code == 404
+    assert (
+        httpx.post(
+            f"{emulator.url}/_emulator/workspaces/nope/issues", json={"title": "x", "severity": 1}
+        ).status_code
+        == 404
+    )
     assert httpx.post(f"{emulator.url}/_emulator/workspaces/{workspace}/issues/999/close").status_code == 404
 
 
@@ -67,7 +76,12 @@ def test_set_health(api: httpx.Client, workspace: str, emulator: EmulatorProcess
 
 
 def test_set_health_validation(emulator: EmulatorProcess, workspace: str) -> None:
-    for bad in ({"status": "on-fire"}, {"sync": "no"}, {"metrics": {"x": "high"}}, {"details": [{"status": "x"}]}):
+    for bad in (
+        {"status": "on-fire"},
+        {"sync": "no"},
+        {"metrics": {"x": "high"}},
+        {"details": [{"status": "x"}]},
+    ):
         try:
             emulator.set_health(workspace, **bad)
         except EmulatorError as exc:

@@ -34,7 +34,12 @@ def test_put_is_a_full_replace(api: httpx.Client, workspace: str) -> None:
     base = f"workspaces/{workspace}/personas/"
     persona = api.post(
         base,
-        json={"name": "edgar", "fullName": "Eager Edgar", "filterConfidenceThreshold": 0.7, "filterStopWords": ["x"]},
+        json={
+            "name": "edgar",
+            "fullName": "Eager Edgar",
+            "filterConfidenceThreshold": 0.7,
+            "filterStopWords": ["x"],
+        },
     ).json()
     assert persona["filterConfidenceThreshold"] == 0.7
     replaced = api.put(f"{base}{persona['id']}", json={"name": "edgar", "runConfidenceThreshold": 1}).json()

@@ -13,7 +13,11 @@ from tests.support.emulator import EmulatorProcess
 def test_create_and_get(api: httpx.Client, workspace: str) -> None:
     created = api.post(
         f"workspaces/{workspace}/runsessions",
-        json={"source": "alert", "context": {"alert": "cpu"}, "runRequests": [{"slxName": "cpu", "taskTitles": ["t"]}]},
+        json={
+            "source": "alert",
+            "context": {"alert": "cpu"},
+            "runRequests": [{"slxName": "cpu", "taskTitles": ["t"]}],
+        },
     )
     assert created.status_code == 201
     session = created.json()
@@ -46,7 +50,9 @@ def test_create_validation(api: httpx.Client, workspace: str, body: dict[str, ob
 
 def test_filters(api: httpx.Client, workspace: str) -> None:
     base = f"workspaces/{workspace}/runsessions"
-    user = api.post(base, json={"source": "user", "runRequests": [{"slxName": "a", "runbookName": "rb-a"}]}).json()
+    user = api.post(
+        base, json={"source": "user", "runRequests": [{"slxName": "a", "runbookName": "rb-a"}]}
+    ).json()
     time.sleep(0.01)
     slack = api.post(base, json={"source": "slack"}).json()
     workflow = api.post(f"workspaces/{workspace}/workflows/", json={"name": "wf"}).json()
@@ -76,7 +82,10 @@ def test_patch(api: httpx.Client, workspace: str) -> None:
     session = api.post(base, json={"source": "api", "runRequests": [{"slxName": "a"}]}).json()
     patched = api.patch(
         f"{base}/{session['id']}",
-        json={"isActive": False, "runRequests": [*session["runRequests"], {"slxName": "b", "taskTitles": ["x"]}]},
+        json={
+            "isActive": False,
+            "runRequests": [*session["runRequests"], {"slxName": "b", "taskTitles": ["x"]}],
+        },
     )
     assert patched.status_code == 200
     body = patched.json()

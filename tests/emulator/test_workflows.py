@@ -18,7 +18,14 @@ DEFINITION = {
             "description": "Investigate",
             "match": {"activityVerbs": ["alert"], "slxs": ["api-health"]},
             "actions": [
-                {"tasks": {"slx": "api-health", "persona": "eager-edgar", "titles": ["Check"], "sessionTTL": "20m"}}
+                {
+                    "tasks": {
+                        "slx": "api-health",
+                        "persona": "eager-edgar",
+                        "titles": ["Check"],
+                        "sessionTTL": "20m",
+                    }
+                }
             ],
         }
     ]
@@ -88,13 +95,21 @@ def test_ids_are_scoped_to_their_workspace(api: httpx.Client, workspace: str) ->
         ({"name": "wf", "definition": {"fromActivities": {}}}, "definition.fromActivities"),
         ({"name": "wf", "definition": {"activities": []}}, "definition.activities"),
         ({"name": "wf", "definition": {"fromActivities": [{}]}}, "definition.fromActivities.0.name"),
-        ({"name": "wf", "definition": {"fromActivities": [{"name": "  "}]}}, "definition.fromActivities.0.name"),
+        (
+            {"name": "wf", "definition": {"fromActivities": [{"name": "  "}]}},
+            "definition.fromActivities.0.name",
+        ),
         (
             {"name": "wf", "definition": {"fromActivities": [{"name": "a", "match": {"slxs": "x"}}]}},
             "definition.fromActivities.0.match.slxs",
         ),
         (
-            {"name": "wf", "definition": {"fromActivities": [{"name": "a", "actions": [{"tasks": {"sessionTTL": "soon"}}]}]}},
+            {
+                "name": "wf",
+                "definition": {
+                    "fromActivities": [{"name": "a", "actions": [{"tasks": {"sessionTTL": "soon"}}]}]
+                },
+            },
             "definition.fromActivities.0.actions.0.tasks.sessionTTL",
         ),
         (
@@ -112,7 +127,9 @@ def test_validation(api: httpx.Client, workspace: str, body: dict[str, Any], fie
 
 
 def test_put_validation_leaves_the_object_alone(api: httpx.Client, workspace: str) -> None:
-    workflow = api.post(f"workspaces/{workspace}/workflows/", json={"name": "wf", "definition": DEFINITION}).json()
+    workflow = api.post(
+        f"workspaces/{workspace}/workflows/", json={"name": "wf", "definition": DEFINITION}
+    ).json()
     response = api.put(f"workspaces/{workspace}/workflows/{workflow['id']}", json={"definition": DEFINITION})
     assert response.status_code == 400
     assert response.json() == {"name": ["This field is required."]}
@@ -121,8 +138,12 @@ def test_put_validation_leaves_the_object_alone(api: httpx.Client, workspace: st
 
 def test_run_completes(api: httpx.Client, workspace: str, emulator: EmulatorProcess) -> None:
     emulator.set_runs("completed", step_seconds=0.2)
-    workflow = api.post(f"workspaces/{workspace}/workflows/", json={"name": "wf", "definition": DEFINITION}).json()
-    response = api.post(f"workspaces/{workspace}/workflows/{workflow['id']}/run", json={"context": {"why": "test"}})
+    workflow = api.post(
+        f"workspaces/{workspace}/workflows/", json={"name": "wf", "definition": DEFINITION}
+    ).json()
+    response = api.post(
+        f"workspaces/{workspace}/workflows/{workflow['id']}/run", json={"context": {"why": "test"}}
+    )
     assert response.status_code == 200
     run = response.json()
     assert run["status"] == "queued"
@@ -155,7 +176,9 @@ def test_run_completes(api: httpx.Client, workspace: str, emulator: EmulatorProc
 
 
 @pytest.mark.parametrize("outcome", ["failed", "completed_with_errors"])
-def test_run_outcome_is_configurable(api: httpx.Client, workspace: str, emulator: EmulatorProcess, outcome: str) -> None:
+def test_run_outcome_is_configurable(
+    api: httpx.Client, workspace: str, emulator: EmulatorProcess, outcome: str
+) -> None:
     emulator.set_runs(outcome, step_seconds=0.1)
     workflow = api.post(f"workspaces/{workspace}/workflows/", json={"name": "wf"}).json()
     run = api.post(f"workspaces/{workspace}/workflows/{workflow['id']}/run").json()
@@ -185,7 +208,9 @@ def test_run_body_validation(api: httpx.Client, workspace: str) -> None:
     assert api.get(f"workspaces/{workspace}/runsessions").json()["count"] == 0
 
 
-def test_webhook_token_is_stable_and_triggers_runs(api: httpx.Client, workspace: str, emulator: EmulatorProcess) -> None:
+def test_webhook_token_is_stable_and_triggers_runs(
+    api: httpx.Client, workspace: str, emulator: EmulatorProcess
+) -> None:
     first = api.post(f"workspaces/{workspace}/workflows/", json={"name": "a"}).json()
     second = api.post(f"workspaces/{workspace}/workflows/", json={"name": "b"}).json()
     token = api.get(f"workspaces/{workspace}/workflows/{first['id']}/token").json()

@@ -63,7 +63,9 @@ def test_put_resets_omitted_fields_patch_keeps_them(api: httpx.Client) -> None:
 
 
 def test_read_only_fields_in_a_body_are_ignored(api: httpx.Client) -> None:
-    created = api.post("workspaces/", json={"name": "ro", "owner": "someone", "createdAt": "2000-01-01T00:00:00Z"})
+    created = api.post(
+        "workspaces/", json={"name": "ro", "owner": "someone", "createdAt": "2000-01-01T00:00:00Z"}
+    )
     assert created.status_code == 201
     assert created.json()["owner"] == "admin"
     assert not created.json()["createdAt"].startswith("2000")
@@ -111,7 +113,13 @@ def test_validation_errors_are_field_maps(api: httpx.Client, body: object, field
 
 
 def test_invalid_json_is_400(api: httpx.Client) -> None:
-    for raw in (b"{", b"{'name': 'x'}", b'{"name": NaN}', b"\xff\xfe\x00", b'{"name": "a", "displayName": 1e999}'):
+    for raw in (
+        b"{",
+        b"{'name': 'x'}",
+        b'{"name": NaN}',
+        b"\xff\xfe\x00",
+        b'{"name": "a", "displayName": 1e999}',
+    ):
         response = api.post("workspaces/", content=raw, headers={"Content-Type": "application/json"})
         assert response.status_code == 400, raw
         assert "non_field_errors" in response.json()

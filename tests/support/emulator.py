@@ -46,7 +46,13 @@ _FAULT_KEYS = {
     "fail_after_commit_rate": "failAfterCommitRate",
     "seed": "seed",
 }
-_HEALTH_KEYS = {"status": "status", "details": "details", "metrics": "metrics", "workspace": "workspace", "sync": "sync"}
+_HEALTH_KEYS = {
+    "status": "status",
+    "details": "details",
+    "metrics": "metrics",
+    "workspace": "workspace",
+    "sync": "sync",
+}
 
 
 class EmulatorError(RuntimeError):
@@ -169,7 +175,9 @@ class EmulatorProcess:
     def _spawn(self, port: int) -> None:
         assert self._log_path is not None
         with self._log_path.open("ab") as log:
-            proc = subprocess.Popen(self.argv(port), stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                self.argv(port), stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL
+            )
         self.proc = proc
         assert proc.stdout is not None
         deadline = time.monotonic() + self.startup_timeout
@@ -178,7 +186,9 @@ class EmulatorProcess:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._terminate(proc)
-                raise EmulatorError(f"the emulator did not start within {self.startup_timeout}s\n{self.logs()}")
+                raise EmulatorError(
+                    f"the emulator did not start within {self.startup_timeout}s\n{self.logs()}"
+                )
             ready, _, _ = select.select([proc.stdout], [], [], min(remaining, 0.2))
             if ready:
                 chunk = os.read(proc.stdout.fileno(), 4096)
@@ -272,14 +282,18 @@ class EmulatorProcess:
         return {"Authorization": f"Bearer {self.api_token or self.access_token()}"}
 
     def access_token(self) -> str:
-        response = self._http.post("/api/v3/token/", json={"username": self.username, "password": self.password})
+        response = self._http.post(
+            "/api/v3/token/", json={"username": self.username, "password": self.password}
+        )
         self._check(response)
         return str(response.json()["access"])
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """A new httpx client for ``/api/v3/`` (paths relative to ``api_url``) with a Bearer header."""
         headers = {**self.auth_headers(), **kwargs.pop("headers", {})}
-        return httpx.Client(base_url=self.api_url, headers=headers, timeout=kwargs.pop("timeout", 15.0), **kwargs)
+        return httpx.Client(
+            base_url=self.api_url, headers=headers, timeout=kwargs.pop("timeout", 15.0), **kwargs
+        )
 
     # --- control helpers ------------------------------------------------------------------------
 
@@ -315,7 +329,11 @@ class EmulatorProcess:
         total = 0
         for key, count in self.state()["requests"].items():
             method, _, template = key.partition(" ")
-            if method in WRITE_METHODS and template.startswith("/api/v3/") and template not in TOKEN_TEMPLATES:
+            if (
+                method in WRITE_METHODS
+                and template.startswith("/api/v3/")
+                and template not in TOKEN_TEMPLATES
+            ):
                 total += int(count)
         return total
 
@@ -341,7 +359,9 @@ class EmulatorProcess:
         ).json()
         return data
 
-    def open_issue(self, workspace: str, title: str, severity: int, slx_name: str = "", **extra: Any) -> dict[str, Any]:
+    def open_issue(
+        self, workspace: str, title: str, severity: int, slx_name: str = "", **extra: Any
+    ) -> dict[str, Any]:
         """Open an issue (``extra``: ``run_session_id``, ``open_occurrence_count``); returns it."""
         body: dict[str, Any] = {"title": title, "severity": severity, "slxName": slx_name}
         names = {"run_session_id": "runSessionId", "open_occurrence_count": "openOccurrenceCount"}

@@ -417,7 +417,7 @@ def test_workspace_status_dumps_to_the_status_patch() -> None:
 
 
 def test_status_parses_back_from_the_object() -> None:
-    raw = {
+    raw: dict[str, Any] = {
         "observedGeneration": 1,
         "conditions": [
             {
@@ -444,7 +444,9 @@ def test_condition_reason_must_be_camel_case() -> None:
     with pytest.raises(ValidationError):
         common.Condition(type="Ready", status="True", reason="not camel", last_transition_time=NOW)
     with pytest.raises(ValidationError):
-        common.Condition(type="Ready", status="Yes", reason="Ok", last_transition_time=NOW)  # type: ignore[arg-type]
+        common.Condition.model_validate(
+            {"type": "Ready", "status": "Yes", "reason": "Ok", "lastTransitionTime": NOW}
+        )
 
 
 def test_health_details_are_bounded() -> None:

@@ -471,7 +471,19 @@ class ManagedStatus(CRDModel):
     )
     conditions: list[Condition] = conditions_field()
     last_sync_time: Timestamp | None = Field(
-        default=None, description="When the remote object was last observed (and updated if needed)."
+        default=None,
+        description=(
+            "When the operator last changed something: the remote object or this status. A quiet "
+            "resync that finds everything in sync does not move it (it writes nothing at all)."
+        ),
+    )
+    last_handled_reconcile_at: str | None = Field(
+        default=None,
+        max_length=256,
+        description=(
+            "The value of the platform.runwhen.com/reconcile-requested-at annotation that the "
+            "operator last acted on (a fresh read of the remote object, bypassing any cache)."
+        ),
     )
     create_pending: bool | None = Field(
         default=None,

@@ -34,7 +34,7 @@ MAX_SHORT_TEXT = 4096
 
 HealthState = Literal["Healthy", "Degraded", "Unhealthy", "Unknown"]
 
-_MIN_INTERVAL = "10s"
+_MIN_INTERVAL = "2s"
 _MAX_INTERVAL = "24h"
 
 

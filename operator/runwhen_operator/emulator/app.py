@@ -212,7 +212,11 @@ def template_of(request: web.Request) -> str:
     else:
         path = request.rel_url.path
         for candidate in request.app.router.resources():
-            if isinstance(candidate, web.Resource) and candidate.get_info() and _path_matches(candidate, path):
+            if (
+                isinstance(candidate, web.Resource)
+                and candidate.get_info()
+                and _path_matches(candidate, path)
+            ):
                 template = candidate.canonical.rstrip("/") or "/"
                 break
     request["emulator.template"] = template
@@ -426,7 +430,10 @@ async def store_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def _credentials(request: web.Request) -> dict[str, Any]:
     content_type = request.content_type
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+        try:
+            form = await request.post()
+        except ValueError as exc:
+            raise Invalid({NON_FIELD: [f"Form parse error - {exc}"]}) from exc
         return {key: value for key, value in form.items() if isinstance(value, str)}
     body = await read_json(request)
     if not isinstance(body, dict):

@@ -360,7 +360,7 @@ class Store:
     """Every object the emulator knows. Integer ids are never reused, not even across a reset."""
 
     def __init__(
-        self, *, run_settings: RunSettings | None = None, clock: Callable[[], float] = time.time
+        self, *, run_settings: RunSettings | None = None, clock: Callable[[], float] = utc_now
     ) -> None:
         self.clock = clock
         self.default_run_settings = run_settings or RunSettings()
@@ -512,8 +512,9 @@ class Store:
         self._touch()
 
     def workflow_by_webhook_token(self, token: str) -> Record:
+        given = token.encode("utf-8", "surrogatepass")
         for rec in self.workflows.values():
-            if secrets.compare_digest(rec["webhookToken"], token):
+            if secrets.compare_digest(rec["webhookToken"].encode(), given):
                 return rec
         raise NotFound("Unknown webhook token.")
 

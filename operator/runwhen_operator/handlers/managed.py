@@ -98,12 +98,15 @@ class ManagedReconciler:
             ctx.controller.store.put(self.kind, body)
             meta = body["metadata"]
         poll, poll_complaint = context.poll_interval(body, ctx.options.default_poll_interval)
+        requested = (meta.get("annotations") or {}).get(common.ANNOTATION_RECONCILE_REQUESTED_AT)
+        fresh = bool(requested) and requested != status.get("lastHandledReconcileAt")
+        max_age = 0.0 if fresh or status.get("createPending") else poll / 2
 
         prepared: Prepared | None = None
         external: Any
         try:
             client = self._client(body, spec)
-            prepared = await self.prepare(body, spec, client, max_age=poll / 2)
+            prepared = await self.prepare(body, spec, client, max_age=max_age)
             external = prepared.external
             desired = prepared.desired
         except externals.Blocked as blocked:
@@ -158,6 +161,8 @@ class ManagedReconciler:
                 extra.update(await self.after_sync(body, spec, outcome, client))
         if poll_complaint:
             log.warning("%s: %s", key, poll_complaint)
+        if fresh and outcome.synced.status == "True":
+            extra["lastHandledReconcileAt"] = requested
 
         body = await self._record(body, outcome, extra, generation)
         if outcome.finalized:
