@@ -154,7 +154,8 @@ def test_install_creates_the_expected_objects(control_plane, k8s_api, namespace,
         ]
         with pytest.raises(client.ApiException) as denied:
             core.create_namespaced_pod(namespace, insecure, dry_run="All")
-        assert _status(denied.value) == 403 and "PodSecurity" in str(denied.value.body)
+        assert _status(denied.value) == 403
+        assert "PodSecurity" in str(denied.value.body)
     with pytest.raises(client.ApiException) as gone:
         client.RbacAuthorizationV1Api(k8s_api).read_cluster_role(release)
     assert _status(gone.value) == 404
@@ -241,6 +242,7 @@ def test_cluster_wide_rbac_allows_the_work_and_nothing_else(
             },
         )
         _forbidden(client.CoreV1Api(sa).list_namespaced_pod, other)
+        _forbidden(core.list_namespace)
 
 
 def test_namespaced_rbac_is_confined(
@@ -283,7 +285,9 @@ def test_namespaced_rbac_is_confined(
             "ws1",
             {"status": {"observedGeneration": 1}},
         )
-        _forbidden(core.list_namespace)
+        # Kopf follows the watched namespaces by listing namespaces: names only, nothing else about them
+        core.list_namespace()
+        _forbidden(core.patch_namespace, unwatched, {"metadata": {"labels": {"x": "y"}}})
         _forbidden(
             core.create_namespaced_config_map,
             watched,

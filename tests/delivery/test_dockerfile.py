@@ -30,8 +30,8 @@ def _stages() -> dict[str, list[str]]:
     text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
     stages: dict[str, list[str]] = {}
     current: list[str] | None = None
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         match = re.match(r"FROM\s+(\S+)\s+AS\s+(\S+)", line, flags=re.I)
@@ -60,7 +60,8 @@ def test_hadolint_catches_problems(tmp_path):
     bad.write_text("FROM python:latest\nRUN pip install requests\nUSER root\n")
     proc = chart.run([_hadolint(), "--no-color", bad], check=False)
     assert proc.returncode != 0
-    assert "DL3007" in proc.stdout and "DL3002" in proc.stdout
+    assert "DL3007" in proc.stdout
+    assert "DL3002" in proc.stdout
 
 
 def test_base_image_is_pinned():
@@ -75,7 +76,8 @@ def test_stages_and_targets():
     stages = _stages()
     assert list(stages) == ["build", "runtime", "emulator", "operator"]  # operator is the default target
     build = " ".join(stages["build"])
-    assert "pip wheel" in build and "--wheel-dir /wheels" in build
+    assert "pip wheel" in build
+    assert "--wheel-dir /wheels" in build
     assert "--no-index" in build, "the virtual environment is installed from the built wheels only"
     runtime = stages["runtime"]
     assert "COPY --from=build /opt/runwhen /opt/runwhen" in runtime
@@ -108,7 +110,9 @@ def test_emulator_accepts_its_entrypoint_args():
 
     args = _json_instruction(_stages()["emulator"], "ENTRYPOINT")[1:]
     parsed = cli.build_parser().parse_args(args)
-    assert parsed.host == "0.0.0.0" and parsed.port == 8080 and parsed.allow_remote_control
+    assert parsed.host == "0.0.0.0"
+    assert parsed.port == 8080
+    assert parsed.allow_remote_control
 
 
 @pytest.mark.parametrize("needed", ["pyproject.toml", "README.md", "operator/runwhen_operator/cli.py"])

@@ -17,7 +17,8 @@ def _sync_module():
     spec = importlib.util.spec_from_file_location(
         "sync_deploy_crds", chart.ROOT / "hack" / "sync-deploy-crds.py"
     )
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -138,8 +138,8 @@ def test_console_script_help() -> None:
 def test_exit_with_parent() -> None:
     launcher = (
         "import subprocess, sys\n"
-        "p = subprocess.Popen([sys.executable, '-m', 'runwhen_operator.emulator', '--port', '0', '--exit-with-parent'],"
-        " stdout=subprocess.PIPE)\n"
+        "argv = [sys.executable, '-m', 'runwhen_operator.emulator', '--port', '0', '--exit-with-parent']\n"
+        "p = subprocess.Popen(argv, stdout=subprocess.PIPE)\n"
         "print(p.pid, p.stdout.readline().decode().strip(), flush=True)\n"
     )
     result = subprocess.run([sys.executable, "-c", launcher], capture_output=True, timeout=30, check=True)

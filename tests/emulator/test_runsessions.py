@@ -58,7 +58,7 @@ def test_filters(api: httpx.Client, workspace: str) -> None:
     workflow = api.post(f"workspaces/{workspace}/workflows/", json={"name": "wf"}).json()
     run = api.post(f"workspaces/{workspace}/workflows/{workflow['id']}/run").json()
 
-    def ids(**params: object) -> list[int]:
+    def ids(**params: str | int) -> list[int]:
         response = api.get(base, params=params)
         assert response.status_code == 200, response.text
         return [s["id"] for s in response.json()["results"]]

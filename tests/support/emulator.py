@@ -74,7 +74,7 @@ class RequestCounts(Counter[str]):
     def __getitem__(self, key: str) -> int:
         return super().__getitem__(_normalise_key(key))
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(_normalise_key(key), default)
 
     def __contains__(self, key: object) -> bool:

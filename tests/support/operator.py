@@ -184,6 +184,24 @@ class RunWhenEnv:
     secret_name: str = "runwhen-credentials"
     operators: list[OperatorProcess] = field(default_factory=list)
 
+    def use_emulator(self, emulator: EmulatorProcess, *, token: bool = False) -> None:
+        """Point the `default` connection (and its Secret) at another emulator."""
+        self.emulator = emulator
+        data = (
+            {"token": emulator.api_token or "", "username": "", "password": ""}
+            if token
+            else {"username": emulator.username, "password": emulator.password, "token": ""}
+        )
+        self.secret(self.secret_name, data)
+        self.apply(
+            "ClusterRunWhenConnection",
+            "default",
+            {
+                "url": emulator.url,
+                "credentialsSecretRef": {"name": self.secret_name, "namespace": self.namespace},
+            },
+        )
+
     def start_operator(self, *args: str, **kwargs: Any) -> OperatorProcess:
         """An operator watching this test's namespace (objects of earlier tests stay untouched)."""
         if not any(a in args for a in ("--namespace", "-n", "--all-namespaces", "-A")):
@@ -327,12 +345,7 @@ def rw(
     operator_factory: OperatorFactory,
 ) -> RunWhenEnv:
     env = RunWhenEnv(api=k8s_api, namespace=namespace, emulator=emulator, operator_factory=operator_factory)
-    env.secret(env.secret_name, {"username": emulator.username, "password": emulator.password})
-    env.apply(
-        "ClusterRunWhenConnection",
-        "default",
-        {"url": emulator.url, "credentialsSecretRef": {"name": env.secret_name, "namespace": namespace}},
-    )
+    env.use_emulator(emulator)
     return env
 
 

@@ -126,7 +126,7 @@ class EmulatorState:
         self.faults = Faults()
         self.requests: Counter[str] = Counter()
         self.responses: Counter[str] = Counter()
-        self.saved_generation = -1
+        self.saved_generation = self.store.generation
 
     def save(self) -> None:
         """Write the state file if there is one and anything changed since the last save."""
@@ -312,7 +312,7 @@ async def count_middleware(request: web.Request, handler: Handler) -> web.Stream
     state = _state(request)
     key = f"{request.method} {template_of(request)}"
     state.requests[key] += 1
-    status = 500
+    status = 0  # no response at all, unless the handler produces one
     try:
         response = await handler(request)
         status = response.status

@@ -864,6 +864,7 @@ class Store:
             self.run_settings.outcome = data["outcome"]
         if "stepSeconds" in data:
             self.run_settings.step_seconds = data["stepSeconds"]
+        self._touch()
         return self.run_settings
 
     # --- control view and persistence -----------------------------------------------------------

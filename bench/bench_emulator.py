@@ -1,0 +1,152 @@
+"""RunWhen API emulator throughput over real loopback HTTP.
+
+Starts ``python -m runwhen_operator.emulator`` as a subprocess, then drives it with httpx at a fixed
+concurrency for a bounded time: first GETs of one workspace, then POSTs creating workflows. Prints and
+returns requests per second and p50/p99 latency for each. Client and server share the machine, so the
+numbers are a floor for the server alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+CONCURRENCY = 16
+DURATION_SECONDS = 5.0
+TOKEN = "bench-token"
+WORKFLOW = {
+    "name": "bench",
+    "definition": {
+        "fromActivities": [
+            {"name": "a", "actions": [{"tasks": {"slx": "s", "titles": ["t"], "sessionTTL": "20m"}}]},
+        ]
+    },
+}
+
+Request = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
+
+
+def _start_emulator() -> tuple[subprocess.Popen[bytes], str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runwhen_operator.emulator",
+            "--port",
+            "0",
+            "--api-token",
+            TOKEN,
+            "--exit-with-parent",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().decode().strip()
+    prefix = "runwhen-emulator listening on "
+    if not line.startswith(prefix):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"the emulator did not start: {line!r}")
+    return proc, line[len(prefix) :]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+async def _load(
+    client: httpx.AsyncClient, request: Request, duration: float, concurrency: int
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + duration
+
+    async def worker() -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                response = await request(client)
+                if response.status_code >= 400:
+                    errors += 1
+            except httpx.HTTPError:
+                errors += 1
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
+    return {
+        "requests": len(latencies),
+        "errors": errors,
+        "seconds": round(elapsed, 2),
+        "requests_per_second": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(cuts[98] * 1000, 2),
+    }
+
+
+async def _run(url: str, duration: float, concurrency: int) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(
+        base_url=url + "/api/v3/", headers=headers, limits=limits, timeout=30
+    ) as client:
+        created = await client.post("workspaces/", json={"name": "bench", "displayName": "Bench"})
+        created.raise_for_status()
+
+        async def get(c: httpx.AsyncClient) -> httpx.Response:
+            return await c.get("workspaces/bench")
+
+        async def post(c: httpx.AsyncClient) -> httpx.Response:
+            return await c.post("workspaces/bench/workflows/", json=WORKFLOW)
+
+        for _ in range(50):  # warm up connections and code paths
+            await get(client)
+        return {
+            "get": await _load(client, get, duration, concurrency),
+            "post": await _load(client, post, duration, concurrency),
+        }
+
+
+def main(duration: float = DURATION_SECONDS, concurrency: int = CONCURRENCY) -> dict[str, Any]:
+    """Measure; print one line per phase; return ``{"get": {...}, "post": {...}, ...}``."""
+    proc, url = _start_emulator()
+    try:
+        results = asyncio.run(_run(url, duration, concurrency))
+    finally:
+        _stop(proc)
+    results["concurrency"] = concurrency
+    results["cpus"] = os.cpu_count()
+    for phase in ("get", "post"):
+        r = results[phase]
+        print(
+            f"emulator {phase.upper():4} c={concurrency}: {r['requests_per_second']:8.1f} req/s  "
+            f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
+            f"({r['requests']} requests, {r['errors']} errors)",
+            flush=True,
+        )
+    return results
+
+
+if __name__ == "__main__":
+    main()

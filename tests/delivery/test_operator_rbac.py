@@ -1,0 +1,216 @@
+"""The chart's RBAC is sufficient: the real operator, authenticated as the chart's ServiceAccount, does its
+whole job (connection, workspace, workflow with its webhook-token Secret, deletion) without a single 403.
+
+Namespaced mode only: a cluster-wide operator here would reconcile every other test's objects in the
+shared control plane. The cluster-wide install runs the same way in tests/e2e (kind).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.delivery import chart
+from tests.delivery.test_chart_cluster import CHART_SA, _release
+
+pytestmark = pytest.mark.integration
+
+GROUP, VERSION = chart.GROUP, "v1alpha1"
+TIMEOUT = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(what: str, check: Callable[[], Any], log: Path) -> Any:
+    deadline = time.monotonic() + TIMEOUT
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError(
+        f"timed out waiting for {what} (last: {last})\n--- operator log ---\n{log.read_text()[-4000:]}"
+    )
+
+
+def _ready(obj: dict[str, Any]) -> bool:
+    conds = {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+    return conds.get("Ready", {}).get("status") == "True"
+
+
+@contextlib.contextmanager
+def _operator(kubeconfig: Path, namespace: str, watched: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    argv = [
+        sys.executable,
+        "-m",
+        "runwhen_operator.cli",
+        "run",
+        f"--namespace={watched}",
+        "--standalone",
+        f"--kubeconfig={kubeconfig}",
+        f"--health-port={_free_port()}",
+        f"--metrics-port={_free_port()}",
+        "--log-format=text",
+        "--log-level=info",
+    ]
+    env = {**os.environ, "RUNWHEN_OPERATOR_NAMESPACE": namespace, "POD_ID": f"test-{namespace}"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=chart.ROOT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_operator_works_with_the_namespaced_rbac(
+    control_plane, k8s_api, namespace, crds_installed, sa_kubeconfig, emulator, tools, tmp_path
+):
+    watched = f"t-{uuid.uuid4().hex[:10]}"
+    core, custom = client.CoreV1Api(k8s_api), client.CustomObjectsApi(k8s_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=watched)))
+    conn_name = f"conn-{namespace}"
+    core.create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="creds"), string_data={"username": "admin", "password": "admin"}
+        ),
+    )
+    custom.create_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "clusterrunwhenconnections",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ClusterRunWhenConnection",
+            "metadata": {"name": conn_name},
+            "spec": {"url": emulator.url, "credentialsSecretRef": {"name": "creds", "namespace": namespace}},
+        },
+    )
+    conn_ref = {"kind": "ClusterRunWhenConnection", "name": conn_name}
+    custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        watched,
+        "workspaces",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Workspace",
+            "metadata": {"name": "demo"},
+            "spec": {"connectionRef": conn_ref, "displayName": "Demo", "deletionPolicy": "Delete"},
+        },
+    )
+    custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        watched,
+        "workflows",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Workflow",
+            "metadata": {"name": "triage"},
+            "spec": {
+                "connectionRef": conn_ref,
+                "workspaceRef": {"name": "demo"},
+                "definition": {
+                    "fromActivities": [
+                        {
+                            "name": "on-alert",
+                            "match": {"activityVerbs": ["detected"], "slxs": ["k8s-health"]},
+                            "actions": [
+                                {
+                                    "tasks": {
+                                        "slx": "k8s-health",
+                                        "persona": "eager-edgar",
+                                        "titles": ["Check"],
+                                    }
+                                }
+                            ],
+                        }
+                    ]
+                },
+                "webhookTokenSecretRef": {"name": "triage-webhook"},
+            },
+        },
+    )
+    log = tmp_path / "operator.log"
+    try:
+        with _release(tools, control_plane.kubeconfig, namespace, {"watchNamespaces": [watched]}):
+            kubeconfig = sa_kubeconfig(namespace, CHART_SA, create=False)
+            with _operator(kubeconfig, namespace, watched, log) as proc:
+
+                def get(plural: str, name: str) -> dict[str, Any]:
+                    return custom.get_namespaced_custom_object(GROUP, VERSION, watched, plural, name)
+
+                def connection() -> dict[str, Any]:
+                    return custom.get_cluster_custom_object(
+                        GROUP, VERSION, "clusterrunwhenconnections", conn_name
+                    )
+
+                def names(plural: str) -> set[str]:
+                    if plural == "clusterrunwhenconnections":
+                        items = custom.list_cluster_custom_object(GROUP, VERSION, plural)["items"]
+                    else:
+                        items = custom.list_namespaced_custom_object(GROUP, VERSION, watched, plural)["items"]
+                    return {i["metadata"]["name"] for i in items}
+
+                _wait("the connection to be Ready", lambda: _ready(connection()), log)
+                _wait("the Workspace to be Ready", lambda: _ready(get("workspaces", "demo")), log)
+                _wait("the Workflow to be Ready", lambda: _ready(get("workflows", "triage")), log)
+                secret = _wait("the webhook Secret", lambda: _secret(core, watched, "triage-webhook"), log)
+                assert secret.data["token"]
+                assert [w["name"] for w in emulator.state()["workflows"]] == ["triage"]
+
+                # deletion: remote objects go, finalizers are removed
+                custom.delete_namespaced_custom_object(GROUP, VERSION, watched, "workflows", "triage")
+                custom.delete_namespaced_custom_object(GROUP, VERSION, watched, "workspaces", "demo")
+                _wait("the objects to be gone", lambda: not names("workflows") | names("workspaces"), log)
+                assert emulator.state()["workspaces"] == []
+                custom.delete_cluster_custom_object(GROUP, VERSION, "clusterrunwhenconnections", conn_name)
+                _wait(
+                    "the connection to be gone",
+                    lambda: conn_name not in names("clusterrunwhenconnections"),
+                    log,
+                )
+                assert proc.poll() is None, "the operator exited"
+    finally:
+        with contextlib.suppress(client.ApiException):
+            custom.delete_cluster_custom_object(GROUP, VERSION, "clusterrunwhenconnections", conn_name)
+        core.delete_namespace(watched)
+    text = log.read_text()
+    forbidden = [line for line in text.splitlines() if "forbidden" in line.lower() or " 403" in line]
+    assert not forbidden, "\n".join(forbidden[:20])
+
+
+def _secret(core: client.CoreV1Api, namespace: str, name: str) -> Any:
+    try:
+        return core.read_namespaced_secret(name, namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+@pytest.fixture(scope="module")
+def tools() -> chart.Tools:
+    return chart.tools()

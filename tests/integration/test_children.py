@@ -1,0 +1,270 @@
+"""Workflow and Persona lifecycle, webhook tokens and idempotency under faults and crashes."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+
+import pytest
+from kubernetes import client as k8s
+
+from tests.support.operator import RunWhenEnv, wait_for
+
+pytestmark = pytest.mark.integration
+
+FAST = {"platform.runwhen.com/poll-interval": "2s"}
+
+
+def definition(slx: str = "k8s-health", title: str = "Check pods") -> dict:
+    return {
+        "fromActivities": [
+            {
+                "name": "on-alert",
+                "displayName": "On alert",
+                "match": {"activityVerbs": ["alert", "page"], "slxs": [slx]},
+                "actions": [
+                    {"tasks": {"slx": slx, "persona": "sre", "titles": [title], "sessionTTL": "20m"}}
+                ],
+            }
+        ]
+    }
+
+
+def _events(rw: RunWhenEnv) -> list[k8s.CoreV1Event]:
+    return list(k8s.CoreV1Api(rw.api).list_namespaced_event(rw.namespace).items)
+
+
+def test_children_wait_for_the_workspace_then_sync(rw: RunWhenEnv) -> None:
+    rw.start_operator()
+    rw.apply(
+        "Workflow", "triage", {"workspaceRef": {"name": "ops"}, "definition": definition()}, annotations=FAST
+    )
+    rw.apply(
+        "Persona",
+        "sre",
+        {"workspaceRef": {"name": "ops"}, "fullName": "SRE", "filterConfidenceThreshold": 0.7},
+        annotations=FAST,
+    )
+    rw.wait_condition("Workflow", "triage", status="False", reason="WaitingForWorkspace")
+    rw.wait_condition("Persona", "sre", status="False", reason="WaitingForWorkspace")
+    assert rw.remote("workflows") == []
+
+    rw.apply("Workspace", "ops", {"displayName": "Ops", "deletionPolicy": "Delete"})
+    wf = rw.wait_condition("Workflow", "triage", timeout=30)
+    persona = rw.wait_condition("Persona", "sre", timeout=30)
+    remote_wf = rw.remote("workflows", "ops")
+    remote_p = rw.remote("personas", "ops")
+    assert [w["id"] for w in remote_wf] == [wf["status"]["id"]]
+    assert [p["id"] for p in remote_p] == [persona["status"]["id"]]
+    assert wf["status"]["workspace"] == "ops"
+    assert remote_wf[0]["definition"]["fromActivities"][0]["actions"][0]["tasks"]["titles"] == ["Check pods"]
+    assert remote_p[0]["filterConfidenceThreshold"] == 0.7
+    assert remote_p[0]["runConfidenceThreshold"] == 0.95  # server default kept, not fought over
+
+    # Spec change: one PUT with the full body.
+    rw.emulator.reset_requests()
+    rw.apply(
+        "Workflow",
+        "triage",
+        {"workspaceRef": {"name": "ops"}, "definition": definition(title="Check nodes")},
+        annotations=FAST,
+    )
+    wait_for(
+        lambda: (
+            rw.remote("workflows", "ops")[0]["definition"]["fromActivities"][0]["actions"][0]["tasks"][
+                "titles"
+            ]
+            == ["Check nodes"]
+        ),
+        20,
+        "the PUT",
+    )
+    assert rw.emulator.requests()["PUT /api/v3/workspaces/{workspace_name}/workflows/{workflow_id}"] == 1
+
+    # Remote drift corrected; server-side reordering of a set-like list is not drift.
+    wf_id = wf["status"]["id"]
+    with rw.emulator.client() as api:
+        body = {"name": "triage", "definition": definition(title="tampered")}
+        assert api.put(f"workspaces/ops/workflows/{wf_id}", json=body).status_code == 200
+    wait_for(
+        lambda: (
+            rw.remote("workflows", "ops")[0]["definition"]["fromActivities"][0]["actions"][0]["tasks"][
+                "titles"
+            ]
+            == ["Check nodes"]
+        ),
+        20,
+        "drift correction",
+    )
+    with rw.emulator.client() as api:
+        reordered = definition(title="Check nodes")
+        reordered["fromActivities"][0]["match"]["activityVerbs"] = ["page", "alert"]
+        api.put(f"workspaces/ops/workflows/{wf_id}", json={"name": "triage", "definition": reordered})
+    rw.emulator.reset_requests()
+    time.sleep(5)
+    assert rw.emulator.write_count() == 0
+
+    # Deleted remotely: recreated under a new id.
+    with rw.emulator.client() as api:
+        assert api.delete(f"workspaces/ops/personas/{persona['status']['id']}").status_code == 204
+    wait_for(lambda: len(rw.remote("personas", "ops")) == 1, 20, "persona recreated")
+    new_id = rw.remote("personas", "ops")[0]["id"]
+    wait_for(lambda: rw.get("Persona", "sre")["status"].get("id") == new_id, 20, "new id recorded")
+    assert "Recreated" in [e.reason for e in _events(rw) if e.involved_object.name == "sre"]
+
+    # Delete (the default for these kinds) removes the remote object; Orphan keeps it.
+    rw.apply(
+        "Persona",
+        "sre",
+        {
+            "workspaceRef": {"name": "ops"},
+            "fullName": "SRE",
+            "filterConfidenceThreshold": 0.7,
+            "deletionPolicy": "Orphan",
+        },
+        annotations=FAST,
+    )
+    rw.wait_condition("Persona", "sre")
+    rw.delete("Persona", "sre")
+    rw.delete("Workflow", "triage")
+    rw.wait_gone("Persona", "sre")
+    rw.wait_gone("Workflow", "triage")
+    assert rw.remote("workflows", "ops") == []
+    assert [p["id"] for p in rw.remote("personas", "ops")] == [new_id]
+
+
+def test_adoption_and_unmanaged_parent(rw: RunWhenEnv) -> None:
+    with rw.emulator.client() as api:
+        assert api.post("workspaces/", json={"name": "shared"}).status_code == 201
+        made = api.post(
+            "workspaces/shared/personas/", json={"name": "oncall", "fullName": "Made by hand"}
+        ).json()
+    rw.start_operator()
+    rw.apply("Persona", "oncall", {"workspaceName": "shared", "fullName": "Managed"})
+    rw.wait_condition("Persona", "oncall", status="False", reason="AlreadyExists")
+    assert rw.remote("personas", "shared")[0]["fullName"] == "Made by hand"
+    rw.apply(
+        "Persona", "oncall", {"workspaceName": "shared", "fullName": "Managed", "adoptionPolicy": "Adopt"}
+    )
+    obj = rw.wait_condition("Persona", "oncall", reason="Available")
+    assert obj["status"]["id"] == made["id"]
+    wait_for(
+        lambda: rw.remote("personas", "shared")[0]["fullName"] == "Managed", 20, "adopted persona updated"
+    )
+    assert len(rw.remote("personas", "shared")) == 1
+
+
+def test_webhook_token_secret_and_no_secret_leaks(rw: RunWhenEnv, emulator_factory) -> None:  # type: ignore[no-untyped-def]
+    # Credentials that cannot appear by accident (the shared emulator's are admin/admin).
+    secret_emulator = emulator_factory(password="pw-7Hq2-never-logged", token_lifetime=3.0)
+    rw.use_emulator(secret_emulator)
+    proc = rw.start_operator()
+    rw.apply("Workspace", "hooks", {})
+    rw.apply(
+        "Workflow",
+        "paging",
+        {
+            "workspaceRef": {"name": "hooks"},
+            "definition": definition(),
+            "webhookTokenSecretRef": {"name": "paging-webhook"},
+        },
+    )
+    wf = rw.wait_condition("Workflow", "paging")
+    core = k8s.CoreV1Api(rw.api)
+    wait_for(lambda: _secret_exists(core, rw.namespace, "paging-webhook"), 20, "webhook Secret")
+    secret = core.read_namespaced_secret("paging-webhook", rw.namespace)
+    with rw.emulator.client() as api:
+        expected = api.get(f"workspaces/hooks/workflows/{wf['status']['id']}/token").json()
+    import base64
+
+    token = base64.b64decode(secret.data["token"]).decode()
+    assert token == expected["token"]
+    assert base64.b64decode(secret.data["webhookUrl"]).decode() == expected["webhookUrl"]
+    owner = secret.metadata.owner_references[0]
+    assert (owner.kind, owner.name, owner.controller) == ("Workflow", "paging", True)
+    assert rw.get("Workflow", "paging")["status"]["webhookTokenSecret"] == "paging-webhook"
+    # The token is in the Secret and nowhere else.
+    assert token not in str(rw.get("Workflow", "paging"))
+    assert not any(token in (e.message or "") for e in _events(rw))
+    time.sleep(4)  # outlive one access token: a refresh happens too
+    rw.annotate("Workflow", "paging", {"platform.runwhen.com/reconcile-requested-at": "again"})
+    wait_for(
+        lambda: rw.get("Workflow", "paging")["status"].get("lastHandledReconcileAt") == "again", 20, "resync"
+    )
+    logs = proc.logs()
+    assert "DEBUG" in logs  # the operator ran at debug level: the most talkative
+    for secret_value in (token, rw.emulator.password):
+        assert secret_value not in logs
+        assert secret_value not in str(rw.get("ClusterRunWhenConnection", "default"))
+        assert not any(secret_value in (e.message or "") for e in _events(rw))
+
+
+def _secret_exists(core: k8s.CoreV1Api, namespace: str, name: str) -> bool:
+    try:
+        core.read_namespaced_secret(name, namespace)
+    except k8s.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def test_fifty_and_fifty_under_faults_and_crashes_make_no_duplicates(rw: RunWhenEnv) -> None:
+    n = 50
+    proc = rw.start_operator("--workers", "16")
+    rw.apply("Workspace", "bulk", {"deletionPolicy": "Delete"})
+    rw.wait_condition("Workspace", "bulk")
+    rw.emulator.set_faults(errorRate=0.2, failAfterCommitRate=0.2, seed=7)
+    for i in range(n):
+        rw.apply(
+            "Workflow",
+            f"wf-{i}",
+            {"workspaceRef": {"name": "bulk"}, "definition": definition(slx=f"slx-{i}")},
+        )
+        rw.apply("Persona", f"p-{i}", {"workspaceRef": {"name": "bulk"}, "fullName": f"Persona {i}"})
+    rng = random.Random(3)
+    for _ in range(3):  # three crashes in the middle of the sync
+        time.sleep(rng.uniform(1.0, 3.0))
+        proc.kill()
+        proc.start()
+        proc.wait_healthy()
+
+    def all_ready() -> bool:
+        for kind, prefix in (("Workflow", "wf"), ("Persona", "p")):
+            items = rw.custom.list_namespaced_custom_object(
+                "platform.runwhen.com", "v1alpha1", rw.namespace, kind.lower() + "s"
+            )["items"]
+            ready = [
+                i
+                for i in items
+                if any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in (i.get("status") or {}).get("conditions", [])
+                )
+            ]
+            if len(ready) != n:
+                return False
+        return True
+
+    wait_for(all_ready, 240, "all 100 Ready under faults")
+    rw.emulator.clear_faults()
+    wf_names = Counter(w["name"] for w in rw.remote("workflows", "bulk"))
+    p_names = Counter(p["name"] for p in rw.remote("personas", "bulk"))
+    assert sum(wf_names.values()) == n and max(wf_names.values()) == 1, wf_names.most_common(3)
+    assert sum(p_names.values()) == n and max(p_names.values()) == 1, p_names.most_common(3)
+    # Every CR records the id of the one remote object of its name.
+    ids = {w["name"]: w["id"] for w in rw.remote("workflows", "bulk")}
+    for i in range(0, n, 7):
+        assert rw.get("Workflow", f"wf-{i}")["status"]["id"] == ids[f"wf-{i}"]
+
+    rw.emulator.set_faults(errorRate=0.2, failAfterCommitRate=0.2, seed=11)
+    for i in range(n):
+        rw.delete("Workflow", f"wf-{i}")
+        rw.delete("Persona", f"p-{i}")
+    for i in range(n):
+        rw.wait_gone("Workflow", f"wf-{i}", timeout=120)
+        rw.wait_gone("Persona", f"p-{i}", timeout=120)
+    rw.emulator.clear_faults()
+    assert rw.remote("workflows", "bulk") == []
+    assert rw.remote("personas", "bulk") == []
