@@ -180,6 +180,13 @@ def test_operator_works_with_the_namespaced_rbac(
                 secret = _wait("the webhook Secret", lambda: _secret(core, watched, "triage-webhook"), log)
                 assert secret.data["token"]
                 assert [w["name"] for w in emulator.state()["workflows"]] == ["triage"]
+                # the operator wrote status and its finalizer only: no spec change (the generation
+                # would move), no annotations (a GitOps tool would see no diff either way)
+                for plural, name in (("workspaces", "demo"), ("workflows", "triage")):
+                    obj = get(plural, name)
+                    assert obj["metadata"]["generation"] == 1, obj["metadata"]
+                    assert not obj["metadata"].get("annotations"), obj["metadata"]
+                    assert obj["metadata"]["finalizers"] == ["platform.runwhen.com/finalizer"]
 
                 # deletion: remote objects go, finalizers are removed
                 custom.delete_namespaced_custom_object(GROUP, VERSION, watched, "workflows", "triage")

@@ -31,7 +31,7 @@ CHECKS = [
     response_schema_conformance,
     response_headers_conformance,
 ]
-EXAMPLES_PER_MODE = 12
+EXAMPLES_PER_MODE = 10
 
 
 def test_served_schema_is_the_packaged_document(emulator: EmulatorProcess) -> None:

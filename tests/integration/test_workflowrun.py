@@ -3,6 +3,7 @@ the emulator and the operator process."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from tests.support.controlplane import Cluster
 from tests.support.operator import RunWhenEnv, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-import testenv  # noqa: E402
+import testenv
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ def _status(rw: RunWhenEnv, name: str) -> dict[str, Any]:
 
 def _events(rw: RunWhenEnv, name: str) -> list[tuple[str, str, str]]:
     items = k8s.CoreV1Api(rw.api).list_namespaced_event(rw.namespace).items
-    return [(e.type, e.reason, e.message) for e in items if e.involved_object.name == name]
+    return [(str(e.type), str(e.reason), str(e.message)) for e in items if e.involved_object.name == name]
 
 
 def _time(value: str) -> datetime:
@@ -187,19 +188,21 @@ def test_crash_between_trigger_and_status_write_runs_once(rw: RunWhenEnv) -> Non
     wf = _ready_workflow(rw)
     workflow_id = wf["status"]["id"]
 
-    # Every API answer now takes 4 s: the run call is in flight for that long.
-    rw.emulator.set_faults(latency_ms=4000)
+    # Every API answer now takes 3 s: the run call stays in flight that long.
+    rw.emulator.set_faults(latency_ms=3000)
     rw.apply("WorkflowRun", "crashy", {"workflowRef": {"name": "restart"}})
-    # The emulator counts a request as it arrives, before the latency: the call was sent.
+    # The emulator counts a request when it arrives, before the latency: the call has been sent.
     wait_for(lambda: rw.emulator.requests()[RUN_POST] == 1, 30, "the run call")
-    before_kill = _status(rw, "crashy")
-    proc.kill()
-    assert before_kill.get("triggerRequestedAt"), before_kill
-    assert "runSessionId" not in before_kill
-
-    # RunWhen still applies the call; the answer has nobody to go to.
-    wait_for(lambda: len(_sessions(rw, workflow_id)) == 1, 30, "the run session of the cut-off call")
+    # Freeze the operator with the call in flight (a killed client would make the emulator drop the
+    # request), let RunWhen apply it, then crash the operator before it can read the answer.
+    assert proc.proc is not None
+    proc.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: len(_sessions(rw, workflow_id)) == 1, 30, "the run session of the call")
+    finally:
+        proc.kill()
     status = _status(rw, "crashy")
+    assert status.get("triggerRequestedAt"), status
     assert "runSessionId" not in status, status
     assert status["phase"] == "Pending"
 
@@ -211,9 +214,12 @@ def test_crash_between_trigger_and_status_write_runs_once(rw: RunWhenEnv) -> Non
     assert len(sessions) == 1, sessions
     assert obj["status"]["runSessionId"] == sessions[0]["id"]
     assert obj["status"]["phase"] == "Completed"
+    assert obj["status"]["triggerRequestedAt"] == status["triggerRequestedAt"]
     assert rw.emulator.requests()[RUN_POST] == 1
     assert len(rw.remote("runs")) == 1
-    assert any(reason == "Triggered" for _, reason, _ in _events(rw, "crashy"))
+    triggered = [m for _, reason, m in _events(rw, "crashy") if reason == "Triggered"]
+    assert len(triggered) == 1
+    assert "found after the answer to the run call was lost" in triggered[0]
 
 
 def test_ttl_deletes_the_finished_run(rw: RunWhenEnv) -> None:

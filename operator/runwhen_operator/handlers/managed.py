@@ -288,6 +288,7 @@ class WorkspaceReconciler(ManagedReconciler):
     async def __call__(self, key: runtime.Key) -> runtime.Result:
         before = self.ctx.controller.store.get(self.kind, key.namespace, key.name)
         was_ready = _is_ready(before)
+        handled_before = ((before or {}).get("status") or {}).get("lastHandledReconcileAt")
         result = await super().__call__(key)
         after = self.ctx.controller.store.get(self.kind, key.namespace, key.name)
         if _is_ready(after) != was_ready or after is None:
@@ -296,8 +297,12 @@ class WorkspaceReconciler(ManagedReconciler):
             after is not None
             and _is_ready(after)
             and not (after.get("metadata") or {}).get("deletionTimestamp")
-        ) and not self.ctx.controller.queue.scheduled(key.with_job("monitor")):
-            self.ctx.controller.enqueue(key.with_job("monitor"))
+        ):
+            handled_now = (after.get("status") or {}).get("lastHandledReconcileAt")
+            monitor = key.with_job("monitor")
+            if handled_now != handled_before or not self.ctx.controller.queue.scheduled(monitor):
+                # A requested reconcile refreshes health and issues too, at once.
+                self.ctx.controller.enqueue(monitor)
         return result
 
     def _queue_children(self, namespace: str, name: str) -> None:

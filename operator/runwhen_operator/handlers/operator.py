@@ -155,6 +155,8 @@ def _register_watch(registry: kopf.OperatorRegistry, state: dict[str, Any], kind
         meta = raw.get("metadata", {})
         if event.get("type") == "DELETED":
             ctx.controller.observe(kind, raw, deleted=True, jobs=("reconcile", "monitor"))
+            if kind == context.KIND_WORKSPACE:  # its health timer is gone: so are its series
+                ctx.metrics.forget_workspace(meta.get("namespace") or "", meta["name"])
             if kind in (context.KIND_CLUSTER_CONNECTION, context.KIND_CONNECTION):
                 ctx.controller.enqueue(runtime.Key(kind, meta.get("namespace") or "", meta["name"]))
             return

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""`make demo`: the operator end to end, then a clean teardown.
+
+On a fresh machine it starts a local control plane (etcd + kube-apiserver) and the RunWhen API
+emulator, installs the CRDs, runs the operator, applies `examples/`, waits until every object is
+Ready, opens an issue on the emulator to show what the Workspace status mirrors, prints the
+`kubectl get` table and tears everything down.
+
+With a reachable cluster in KUBECONFIG and RUNWHEN_URL set (plus RUNWHEN_USERNAME/RUNWHEN_PASSWORD
+or RUNWHEN_TOKEN), the same steps run against those instead; the example objects are deleted at the
+end (the Workspace's deletionPolicy is Orphan, so the remote workspace stays) and the CRDs are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import testenv  # noqa: E402
+
+ROOT = testenv.ROOT
+EXAMPLES = ROOT / "examples"
+ORDER = ["cluster-connection.yaml", "workspace.yaml", "persona.yaml", "workflow.yaml"]
+KINDS = ["workspaces", "workflows", "personas"]
+GROUP = "platform.runwhen.com"
+
+
+def say(msg: str) -> None:
+    print(f"==> {msg}", flush=True)
+
+
+class Demo:
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.control_plane: testenv.ControlPlane | None = None
+        self.kubeconfig = ""
+        self.kubectl = ""
+        self.url = ""
+        self.emulator_url = ""
+        self.workdir = Path(tempfile.mkdtemp(prefix="runwhen-demo-"))
+        self.external = bool(os.environ.get("RUNWHEN_URL")) and bool(os.environ.get("KUBECONFIG"))
+        self.applied: list[Path] = []
+
+    # -- helpers -----------------------------------------------------------------------------
+    def k(self, *args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.kubectl, "--kubeconfig", self.kubeconfig, *args],
+            check=check,
+            text=True,
+            capture_output=capture,
+        )
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    # -- steps -------------------------------------------------------------------------------
+    def setup(self) -> None:
+        _, kubectl = testenv.ensure_helm()
+        self.kubectl = str(kubectl)
+        if self.external:
+            self.kubeconfig = os.environ["KUBECONFIG"]
+            self.url = os.environ["RUNWHEN_URL"]
+            say(f"using the cluster in KUBECONFIG and RunWhen at {self.url}")
+        else:
+            say("starting a local control plane (etcd + kube-apiserver)")
+            self.control_plane = testenv.ControlPlane(workdir=ROOT / ".testenv" / "demo")
+            self.control_plane.start()
+            self.kubeconfig = str(self.control_plane.kubeconfig)
+            say("starting the RunWhen API emulator")
+            emu = self.spawn(
+                "emulator",
+                [sys.executable, "-m", "runwhen_operator.emulator", "--port", "0", "--run-step-seconds", "0.5"],
+            )
+            self.url = self.emulator_url = self._emulator_listening(emu)
+        say("installing the CRDs")
+        self.k("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"), capture=True)
+        for plural in (*KINDS, "clusterrunwhenconnections", "runwhenconnections", "workflowruns"):
+            self.k("wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s", capture=True)
+
+    def _emulator_listening(self, proc: subprocess.Popen[bytes]) -> str:
+        log = self.workdir / "emulator.log"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            match = re.search(r"listening on (http://\S+)", log.read_text(errors="replace"))
+            if match:
+                return match.group(1)
+            if proc.poll() is not None:
+                raise RuntimeError(f"the emulator exited:\n{log.read_text()}")
+            time.sleep(0.1)
+        raise TimeoutError("the emulator did not start")
+
+    def run_operator(self) -> None:
+        say("starting the operator")
+        self.spawn(
+            "operator",
+            [
+                sys.executable, "-m", "runwhen_operator", "run", "--all-namespaces",
+                "--kubeconfig", self.kubeconfig, "--metrics-port", "0", "--health-port", "0",
+            ],
+        )
+
+    def apply_examples(self) -> None:
+        self.k("create", "namespace", "runwhen-system", check=False, capture=True)
+        for name in ORDER:
+            text = (EXAMPLES / name).read_text()
+            if name == "cluster-connection.yaml":
+                text = text.replace("url: http://127.0.0.1:8080", f"url: {self.url}")
+                if self.external:
+                    text = self._real_credentials(text)
+            path = self.workdir / name
+            path.write_text(text)
+            say(f"applying examples/{name}")
+            self.k("apply", "-f", str(path), capture=True)
+            self.applied.append(path)
+
+    @staticmethod
+    def _real_credentials(text: str) -> str:
+        token = os.environ.get("RUNWHEN_TOKEN")
+        if token:
+            creds = f"  token: {json.dumps(token)}\n"
+        else:
+            user, password = os.environ.get("RUNWHEN_USERNAME", ""), os.environ.get("RUNWHEN_PASSWORD", "")
+            if not (user and password):
+                raise SystemExit("set RUNWHEN_TOKEN, or RUNWHEN_USERNAME and RUNWHEN_PASSWORD")
+            creds = f"  username: {json.dumps(user)}\n  password: {json.dumps(password)}\n"
+        return re.sub(r"stringData:\n(?:  .*\n|  #.*\n)+", "stringData:\n" + creds, text, count=1)
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        say("waiting until every object is Ready")
+        deadline = time.monotonic() + timeout
+        pending: list[str] = []
+        while time.monotonic() < deadline:
+            pending = []
+            for plural in ("clusterrunwhenconnections", *KINDS):
+                out = self.k("get", f"{plural}.{GROUP}", "-A", "-o", "json", capture=True).stdout
+                for item in json.loads(out)["items"]:
+                    conds = {c["type"]: c for c in (item.get("status") or {}).get("conditions", [])}
+                    if conds.get("Ready", {}).get("status") != "True":
+                        reason = conds.get("Ready", {}).get("reason", "no status yet")
+                        pending.append(f"{item['kind']}/{item['metadata']['name']} ({reason})")
+            if not pending:
+                return
+            time.sleep(1)
+        raise TimeoutError(f"not Ready after {timeout}s: {', '.join(pending)}")
+
+    def show_an_issue(self) -> None:
+        if not self.emulator_url:
+            return
+        import urllib.request
+
+        say("opening a critical issue on the emulator: the Workspace status mirrors it")
+        body = json.dumps({"title": "Pods crash-looping in checkout", "severity": 1, "slxName": "k8s-deployment-health"})
+        req = urllib.request.Request(
+            f"{self.emulator_url}/_emulator/workspaces/demo/issues",
+            data=body.encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(req, timeout=10).close()  # noqa: S310
+        self.k("annotate", f"workspaces.{GROUP}/demo", "-n", "default",
+               f"{GROUP}/reconcile-requested-at={time.time()}", "--overwrite", capture=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            out = self.k("get", f"workspaces.{GROUP}/demo", "-n", "default",
+                         "-o", "jsonpath={.status.openIssues.count}", capture=True).stdout
+            if out.strip() == "1":
+                return
+            time.sleep(1)
+        raise TimeoutError("the open issue never reached the Workspace status")
+
+    def show(self) -> None:
+        say("kubectl get runwhen -A")
+        self.k("get", "runwhen", "-A")
+
+    def teardown(self) -> None:
+        if self.external:
+            for path in reversed(self.applied):
+                self.k("delete", "-f", str(path), "--ignore-not-found", "--wait=true", "--timeout=60s", check=False)
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if self.control_plane is not None:
+            self.control_plane.stop(remove_data=True)
+            shutil.rmtree(self.control_plane.workdir, ignore_errors=True)
+
+    def dump_logs(self) -> None:
+        for log in sorted(self.workdir.glob("*.log")):
+            print(f"--- {log.name} (last lines) ---", file=sys.stderr)
+            print("\n".join(log.read_text(errors="replace").splitlines()[-40:]), file=sys.stderr)
+
+
+def main() -> int:
+    demo = Demo()
+    started = time.monotonic()
+    try:
+        demo.setup()
+        demo.run_operator()
+        demo.apply_examples()
+        demo.wait_ready()
+        say(f"all Ready {time.monotonic() - started:.1f}s after start")
+        demo.show_an_issue()
+        demo.show()
+        say(f"everything Ready in {time.monotonic() - started:.1f}s; tearing down")
+        return 0
+    except BaseException:
+        demo.dump_logs()
+        raise
+    finally:
+        demo.teardown()
+        shutil.rmtree(demo.workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
