@@ -49,6 +49,7 @@ format: venv
 
 crds: venv
 	$(VENV)/bin/runwhen-operator crds --write
+	$(PY) hack/sync-deploy-crds.py
 
 test: venv controlplane helm lint
 	$(PY) -m pytest -q -ra

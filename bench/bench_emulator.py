@@ -2,8 +2,9 @@
 
 Starts ``python -m runwhen_operator.emulator`` as a subprocess, then drives it with httpx at a fixed
 concurrency for a bounded time: first GETs of one workspace, then POSTs creating workflows. Prints and
-returns requests per second and p50/p99 latency for each. Client and server share the machine, so the
-numbers are a floor for the server alone.
+returns requests per second, p50/p99 latency and the server's CPU time per request for each. Client
+and server share the machine, so requests per second is a floor for the server alone; the CPU time per
+request is the better measure of the server's own cost.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import psutil
 
 CONCURRENCY = 16
 DURATION_SECONDS = 5.0
@@ -72,8 +74,13 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.stdout.close()
 
 
+def _cpu_seconds(server: psutil.Process) -> float:
+    times = server.cpu_times()
+    return float(times.user + times.system)
+
+
 async def _load(
-    client: httpx.AsyncClient, request: Request, duration: float, concurrency: int
+    client: httpx.AsyncClient, server: psutil.Process, request: Request, duration: float, concurrency: int
 ) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
@@ -91,9 +98,11 @@ async def _load(
                 errors += 1
             latencies.append(time.perf_counter() - started)
 
+    cpu_before = _cpu_seconds(server)
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    server_cpu = _cpu_seconds(server) - cpu_before
     cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
     return {
         "requests": len(latencies),
@@ -102,10 +111,11 @@ async def _load(
         "requests_per_second": round(len(latencies) / elapsed, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
         "p99_ms": round(cuts[98] * 1000, 2),
+        "server_cpu_ms_per_request": round(server_cpu / len(latencies) * 1000, 3),
     }
 
 
-async def _run(url: str, duration: float, concurrency: int) -> dict[str, Any]:
+async def _run(url: str, server: psutil.Process, duration: float, concurrency: int) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(
@@ -123,8 +133,8 @@ async def _run(url: str, duration: float, concurrency: int) -> dict[str, Any]:
         for _ in range(50):  # warm up connections and code paths
             await get(client)
         return {
-            "get": await _load(client, get, duration, concurrency),
-            "post": await _load(client, post, duration, concurrency),
+            "get": await _load(client, server, get, duration, concurrency),
+            "post": await _load(client, server, post, duration, concurrency),
         }
 
 
@@ -132,16 +142,18 @@ def main(duration: float = DURATION_SECONDS, concurrency: int = CONCURRENCY) -> 
     """Measure; print one line per phase; return ``{"get": {...}, "post": {...}, ...}``."""
     proc, url = _start_emulator()
     try:
-        results = asyncio.run(_run(url, duration, concurrency))
+        results = asyncio.run(_run(url, psutil.Process(proc.pid), duration, concurrency))
     finally:
         _stop(proc)
     results["concurrency"] = concurrency
     results["cpus"] = os.cpu_count()
+    results["load_average_1m"] = round(os.getloadavg()[0], 2)
     for phase in ("get", "post"):
         r = results[phase]
         print(
             f"emulator {phase.upper():4} c={concurrency}: {r['requests_per_second']:8.1f} req/s  "
             f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
+            f"server CPU {r['server_cpu_ms_per_request']:.3f} ms/req  "
             f"({r['requests']} requests, {r['errors']} errors)",
             flush=True,
         )

@@ -54,14 +54,19 @@ def load_configuration(kubeconfig: str | None = None) -> client.Configuration:
 class Kube:
     """Thin async facade over the parts of the Kubernetes API the operator writes to."""
 
-    def __init__(self, configuration: client.Configuration, *, threads: int = 16) -> None:
+    def __init__(
+        self, configuration: client.Configuration, *, threads: int = 16, event_namespace: str = "default"
+    ) -> None:
+        # Events about cluster-scoped objects go to the operator's own namespace (where its RBAC
+        # allows them), not to `default`.
+        self.event_namespace = event_namespace
         self.api = client.ApiClient(configuration)
         self.custom = client.CustomObjectsApi(self.api)
         self.core = client.CoreV1Api(self.api)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kube")
         self.writes = 0  # every write this process made (for tests and benchmarks)
 
-    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
@@ -80,7 +85,7 @@ class Kube:
     async def patch_status(self, plural: str, namespace: str, name: str, status: Body) -> Body:
         self.writes += 1
         if namespace:
-            result = await self._call(
+            result = await self.call(
                 self.custom.patch_namespaced_custom_object_status,
                 common.GROUP,
                 common.VERSION,
@@ -90,7 +95,7 @@ class Kube:
                 {"status": status},
             )
         else:
-            result = await self._call(
+            result = await self.call(
                 self.custom.patch_cluster_custom_object_status,
                 common.GROUP,
                 common.VERSION,
@@ -104,7 +109,7 @@ class Kube:
         self.writes += 1
         body = {"metadata": metadata}
         if namespace:
-            result = await self._call(
+            result = await self.call(
                 self.custom.patch_namespaced_custom_object,
                 common.GROUP,
                 common.VERSION,
@@ -114,7 +119,7 @@ class Kube:
                 body,
             )
         else:
-            result = await self._call(
+            result = await self.call(
                 self.custom.patch_cluster_custom_object, common.GROUP, common.VERSION, plural, name, body
             )
         return _as_body(result)
@@ -131,14 +136,14 @@ class Kube:
 
     async def delete_object(self, plural: str, namespace: str, name: str) -> None:
         self.writes += 1
-        await self._call(
+        await self.call(
             self.custom.delete_namespaced_custom_object, common.GROUP, common.VERSION, namespace, plural, name
         )
 
     # -- events ------------------------------------------------------------------------------
     async def event(self, body: Body, type_: str, reason: str, message: str) -> None:
         meta = body["metadata"]
-        namespace = meta.get("namespace") or "default"
+        namespace = meta.get("namespace") or self.event_namespace
         now = datetime.now(UTC)
         event = client.CoreV1Event(
             metadata=client.V1ObjectMeta(name=f"{meta['name']}.{uuid.uuid4().hex[:12]}", namespace=namespace),
@@ -162,14 +167,14 @@ class Kube:
         )
         self.writes += 1
         try:
-            await self._call(self.core.create_namespaced_event, namespace, event)
+            await self.call(self.core.create_namespaced_event, namespace, event)
         except (client.ApiException, Conflict, Gone) as exc:  # events are best effort
             log.warning("could not record event %s on %s: %s", reason, meta["name"], exc)
 
     # -- secrets -----------------------------------------------------------------------------
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """The Secret's data, decoded. Raises Gone when it does not exist."""
-        secret = await self._call(self.core.read_namespaced_secret, name, namespace)
+        secret = await self.call(self.core.read_namespaced_secret, name, namespace)
         data: dict[str, str] = {}
         for key, value in (secret.data or {}).items():
             data[key] = base64.b64decode(value).decode()
@@ -192,7 +197,7 @@ class Kube:
             block_owner_deletion=True,
         )
         try:
-            existing = await self._call(self.core.read_namespaced_secret, name, namespace)
+            existing = await self.call(self.core.read_namespaced_secret, name, namespace)
         except Gone:
             secret = client.V1Secret(
                 metadata=client.V1ObjectMeta(
@@ -202,7 +207,7 @@ class Kube:
                 data=encoded,
             )
             self.writes += 1
-            await self._call(self.core.create_namespaced_secret, namespace, secret)
+            await self.call(self.core.create_namespaced_secret, namespace, secret)
             return True
         owners = (existing.metadata.owner_references if existing.metadata else None) or []
         owned = any(o.uid == meta["uid"] for o in owners)
@@ -217,5 +222,5 @@ class Kube:
                 self.api.sanitize_for_serialization(owner_ref),
             ]
         self.writes += 1
-        await self._call(self.core.patch_namespaced_secret, name, namespace, patch)
+        await self.call(self.core.patch_namespaced_secret, name, namespace, patch)
         return True

@@ -9,8 +9,11 @@ so no `kopf.zalando.org` key ever appears.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +21,16 @@ from typing import Any
 import kopf
 
 from runwhen_operator.api import common
-from runwhen_operator.handlers import connections, context, kube, managed, monitor, runtime, workflowrun
+from runwhen_operator.handlers import (
+    connections,
+    context,
+    kube,
+    leader,
+    managed,
+    monitor,
+    runtime,
+    workflowrun,
+)
 from runwhen_operator.reconcile import connections as registry_mod
 from runwhen_operator.reconcile import listing
 
@@ -41,7 +53,10 @@ class Config:
     kubeconfig: str | None = None
     workers: int = 16
     options: context.Options = field(default_factory=context.Options)
-    peering: str | None = None
+    peering: str | None = None  # the Lease name: several replicas, one active
+    leader_namespace: str = field(
+        default_factory=lambda: os.environ.get("RUNWHEN_OPERATOR_NAMESPACE", "default")
+    )
     liveness_endpoint: str | None = None
     client_options: dict[str, Any] = field(default_factory=dict)
     metrics: context.Metrics | None = None
@@ -76,9 +91,9 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings,
     settings.batching.worker_limit = 1000
     settings.batching.idle_timeout = 60.0
     settings.batching.batch_window = 0.05
-    settings.peering.name = config.peering or "runwhen-operator"
-    settings.peering.standalone = config.peering is None
-    settings.peering.clusterwide = config.clusterwide
+    # High availability uses a Lease (handlers/leader.py), not Kopf's peering: Kopf's peering pauses
+    # only Kopf's own handlers, while reconciles here run from the runtime's queue and timers.
+    settings.peering.standalone = True
     settings.networking.request_timeout = 60
 
     state: dict[str, Any] = {}
@@ -105,7 +120,7 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings,
         configuration = kube.load_configuration(config.kubeconfig)
         ctx = context.Context(
             controller=runtime.Controller(workers=config.workers),
-            kube=kube.Kube(configuration),
+            kube=kube.Kube(configuration, event_namespace=config.leader_namespace),
             registry=registry_mod.Registry(**config.client_options),
             listings=listing.ListingCache(),
             options=config.options,
@@ -126,12 +141,35 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings,
         )
         controller.start()
         state["ctx"] = ctx
+        if config.peering:
+            controller.pause()
+            jobs: dict[str, tuple[str, ...]] = dict.fromkeys(WATCHED, ("reconcile",))
+            jobs[context.KIND_WORKSPACE] = ("reconcile", "monitor")
+
+            def started() -> None:
+                controller.resume()
+                controller.enqueue_all(jobs)
+
+            elector = leader.LeaderElector(
+                ctx.kube,
+                namespace=config.leader_namespace,
+                name=config.peering,
+                identity=f"{socket.gethostname()}-{os.getpid()}",
+                on_started_leading=started,
+                on_stopped_leading=controller.pause,
+            )
+            state["elector"] = asyncio.create_task(elector.run(), name="leader-election")
         if config.on_context is not None:
             config.on_context(ctx)
         log.info("runwhen-operator started with %d workers", config.workers)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
+        elector: asyncio.Task[None] | None = state.pop("elector", None)
+        if elector is not None:
+            elector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await elector
         ctx: context.Context | None = state.pop("ctx", None)
         if ctx is None:
             return
@@ -172,8 +210,7 @@ async def run(config: Config, *, stop_flag: asyncio.Event | None = None) -> None
     await kopf.operator(
         registry=registry,
         settings=settings,
-        standalone=config.peering is None,
-        peering_name=config.peering,
+        standalone=True,
         namespaces=config.namespaces or (),
         clusterwide=config.clusterwide and not config.namespaces,
         liveness_endpoint=config.liveness_endpoint,

@@ -222,6 +222,17 @@ class Controller:
         else:
             self.queue.add_after(key, delay)
 
+    def enqueue_all(self, jobs: dict[str, tuple[str, ...]]) -> int:
+        """Queue every cached object's jobs (after becoming the leader): `jobs` maps kind -> jobs."""
+        count = 0
+        for kind, kind_jobs in jobs.items():
+            for body in self.store.items(kind):
+                meta = body["metadata"]
+                for job in kind_jobs:
+                    self.queue.add(Key(kind, meta.get("namespace") or "", meta["name"], job))
+                    count += 1
+        return count
+
     # -- activity (leadership) ---------------------------------------------------------------
     def pause(self) -> None:
         self._active.clear()

@@ -128,7 +128,7 @@ class WorkflowRunReconciler:
 
         try:
             if status.get("runSessionId") is None:
-                if not triggered:
+                if True:
                     return await self._trigger(body, rw, cid, workspace_name, workflow_id, spec)
                 return await self._recover(body, rw, workspace_name, workflow_id, status)
             return await self._track(body, rw, workspace_name, status)

@@ -1,0 +1,141 @@
+"""Leader election on a coordination.k8s.io Lease, so that of several replicas exactly one acts.
+
+Every replica watches (its cache stays warm); only the holder of the Lease runs reconciles. The
+holder renews the Lease every `retry_period`; a standby takes it over when the holder has not renewed
+it for `lease_duration` as measured on the standby's own clock (as client-go does: the time a
+renewal was *observed*, never the holder's timestamps, so clock skew between nodes does not matter).
+A holder that cannot renew within `renew_deadline` stops acting at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+
+from runwhen_operator.handlers import kube
+
+log = logging.getLogger("runwhen_operator.leader")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LeaderElector:
+    def __init__(
+        self,
+        kube_api: kube.Kube,
+        *,
+        namespace: str,
+        name: str,
+        identity: str,
+        on_started_leading: Callable[[], None],
+        on_stopped_leading: Callable[[], None],
+        lease_duration: float = 15.0,
+        renew_deadline: float = 10.0,
+        retry_period: float = 2.0,
+    ) -> None:
+        self.kube = kube_api
+        self.api = client.CoordinationV1Api(kube_api.api)
+        self.namespace, self.name, self.identity = namespace, name, identity
+        self.on_started, self.on_stopped = on_started_leading, on_stopped_leading
+        self.lease_duration, self.renew_deadline, self.retry_period = (
+            lease_duration,
+            renew_deadline,
+            retry_period,
+        )
+        self.leading = False
+        self._observed: tuple[str | None, str | None] = (None, None)  # (holder, renewTime) last seen
+        self._observed_at = 0.0
+        self._last_renewed = 0.0
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    acquired = await self._try_acquire_or_renew()
+                except Exception as exc:  # the API may be briefly unavailable; keep trying
+                    log.warning("leader election: %s", exc)
+                    acquired = False
+                now = time.monotonic()
+                if acquired:
+                    self._last_renewed = now
+                    if not self.leading:
+                        self.leading = True
+                        log.info(
+                            "became the leader (Lease %s/%s, identity %s)",
+                            self.namespace,
+                            self.name,
+                            self.identity,
+                        )
+                        self.on_started()
+                elif self.leading and now - self._last_renewed > self.renew_deadline:
+                    self.leading = False
+                    log.warning(
+                        "lost the leadership (could not renew the Lease in %.0fs)", self.renew_deadline
+                    )
+                    self.on_stopped()
+                await asyncio.sleep(self.retry_period)
+        finally:
+            if self.leading:
+                await self._release()
+
+    async def _try_acquire_or_renew(self) -> bool:
+        now = _now()
+        try:
+            lease = await self.kube.call(self.api.read_namespaced_lease, self.name, self.namespace)
+        except kube.Gone:
+            body = client.V1Lease(
+                metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
+                spec=self._spec(now, acquire=True, transitions=0),
+            )
+            try:
+                await self.kube.call(self.api.create_namespaced_lease, self.namespace, body)
+            except kube.Conflict:
+                return False
+            return True
+        spec = lease.spec or client.V1LeaseSpec()
+        holder = spec.holder_identity
+        renew = spec.renew_time.isoformat() if spec.renew_time else None
+        mono = time.monotonic()
+        if (holder, renew) != self._observed:
+            self._observed, self._observed_at = (holder, renew), mono
+        expired = mono - self._observed_at > float(spec.lease_duration_seconds or self.lease_duration)
+        if holder and holder != self.identity and not expired:
+            return False
+        ours = holder == self.identity
+        transitions = int(spec.lease_transitions or 0) + (0 if ours else 1)
+        lease.spec = self._spec(now, acquire=not ours, transitions=transitions, previous=spec)
+        try:
+            await self.kube.call(self.api.replace_namespaced_lease, self.name, self.namespace, lease)
+        except kube.Conflict:
+            return False
+        return True
+
+    def _spec(
+        self, now: datetime, *, acquire: bool, transitions: int, previous: Any = None
+    ) -> client.V1LeaseSpec:
+        return client.V1LeaseSpec(
+            holder_identity=self.identity,
+            lease_duration_seconds=int(self.lease_duration),
+            acquire_time=now if acquire or previous is None else previous.acquire_time,
+            renew_time=now,
+            lease_transitions=transitions,
+        )
+
+    async def _release(self) -> None:
+        """Hand the Lease over at once on a clean shutdown (a standby need not wait it out)."""
+        try:
+            lease = await self.kube.call(self.api.read_namespaced_lease, self.name, self.namespace)
+            if lease.spec and lease.spec.holder_identity == self.identity:
+                lease.spec.holder_identity = None
+                lease.spec.lease_duration_seconds = 1
+                await self.kube.call(self.api.replace_namespaced_lease, self.name, self.namespace, lease)
+        except Exception as exc:
+            log.info("could not release the Lease: %s", exc)
