@@ -231,7 +231,7 @@ def test_fifty_and_fifty_under_faults_and_crashes_make_no_duplicates(rw: RunWhen
         proc.wait_healthy()
 
     def all_ready() -> bool:
-        for kind, prefix in (("Workflow", "wf"), ("Persona", "p")):
+        for kind, _prefix in (("Workflow", "wf"), ("Persona", "p")):
             items = rw.custom.list_namespaced_custom_object(
                 "platform.runwhen.com", "v1alpha1", rw.namespace, kind.lower() + "s"
             )["items"]

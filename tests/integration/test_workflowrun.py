@@ -3,6 +3,7 @@ the emulator and the operator process."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+from runwhen_operator.handlers import context, kube, runtime, workflowrun
+from runwhen_operator.reconcile import connections, listing
 from tests.support.controlplane import Cluster
 from tests.support.operator import RunWhenEnv, wait_for
 
@@ -122,6 +125,18 @@ def test_successful_run_is_followed_to_complete(rw: RunWhenEnv, control_plane: C
     assert table[0].split() == ["NAME", "WORKFLOW", "PHASE", "AGE", "FINISHED"]
     assert table[1].split()[:3] == ["fix-it", "restart", "Completed"]
 
+    # The example is accepted by the API server as it is.
+    example = Path(__file__).resolve().parents[2] / "examples" / "workflowrun.yaml"
+    created = subprocess.run(
+        _kubectl(control_plane, "create", "--dry-run=server", "-o", "name", "-f", str(example)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("workflowrun.platform.runwhen.com/restart-crashlooping-")
+
     # Finished runs are left alone: no second run, no status writes.
     version = rw.get("WorkflowRun", "fix-it")["metadata"]["resourceVersion"]
     rw.emulator.reset_requests()
@@ -130,13 +145,31 @@ def test_successful_run_is_followed_to_complete(rw: RunWhenEnv, control_plane: C
     assert rw.get("WorkflowRun", "fix-it")["metadata"]["resourceVersion"] == version
 
 
-def test_failed_run_sets_the_failed_condition(rw: RunWhenEnv) -> None:
+def test_failed_run_sets_the_failed_condition(rw: RunWhenEnv, control_plane: Cluster) -> None:
     rw.emulator.set_runs("failed", step_seconds=0.5)
     rw.start_operator()
     wf = _ready_workflow(rw)
     rw.apply("WorkflowRun", "doomed", {"workflowRef": {"name": "restart"}})
-    obj = rw.wait_condition("WorkflowRun", "doomed", "Failed", "True", reason="Failed", timeout=60)
-    status = obj["status"]
+    # Waiting for the end whatever the outcome: completedAt is written with the final phase.
+    waiter = subprocess.run(
+        _kubectl(
+            control_plane,
+            "-n",
+            rw.namespace,
+            "wait",
+            "--for=jsonpath={.status.completedAt}",
+            "workflowrun/doomed",
+            "--timeout=60s",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert waiter.returncode == 0, waiter.stderr
+    status = _status(rw, "doomed")
+    assert rw.condition("WorkflowRun", "doomed", "Failed")["status"] == "True"
+    assert rw.condition("WorkflowRun", "doomed", "Failed")["reason"] == "Failed"
     assert status["phase"] == "Failed"
     assert rw.condition("WorkflowRun", "doomed", "Complete")["status"] == "False"
     sessions = _sessions(rw, wf["status"]["id"])
@@ -188,8 +221,8 @@ def test_crash_between_trigger_and_status_write_runs_once(rw: RunWhenEnv) -> Non
     wf = _ready_workflow(rw)
     workflow_id = wf["status"]["id"]
 
-    # Every API answer now takes 3 s: the run call stays in flight that long.
-    rw.emulator.set_faults(latency_ms=3000)
+    # Every API answer now takes 4 s: the run call stays in flight that long.
+    rw.emulator.set_faults(latency_ms=4000)
     rw.apply("WorkflowRun", "crashy", {"workflowRef": {"name": "restart"}})
     # The emulator counts a request when it arrives, before the latency: the call has been sent.
     wait_for(lambda: rw.emulator.requests()[RUN_POST] == 1, 30, "the run call")
@@ -238,3 +271,50 @@ def test_ttl_deletes_the_finished_run(rw: RunWhenEnv) -> None:
     gone_after = (datetime.now(completed.tzinfo) - completed).total_seconds()
     assert gone_after >= 3, f"deleted {gone_after:.1f}s after finishing, before its TTL"
     assert rw.emulator.requests()[RUN_POST] == 1
+
+
+def test_two_replicas_deciding_on_the_same_version_run_once(rw: RunWhenEnv, control_plane: Cluster) -> None:
+    """A leader that took over with a cache lagging behind, or a former leader's pass still running:
+    both see no intent, and the intent write guarded by the resourceVersion lets only one trigger."""
+    with rw.emulator.client() as api:
+        assert api.post("workspaces/", json={"name": "solo"}).status_code == 201
+        created = api.post("workspaces/solo/workflows/", json={"name": "w", "definition": DEFINITION})
+        workflow_id = created.json()["id"]
+    rw.apply("WorkflowRun", "contested", {"workflowId": workflow_id, "workspaceName": "solo"})
+    seen_by_both = rw.get("WorkflowRun", "contested")
+    key = runtime.Key("WorkflowRun", rw.namespace, "contested")
+    cid = ("ClusterRunWhenConnection", "", "default")
+
+    async def replicas() -> tuple[runtime.Result, runtime.Result]:
+        registry = connections.Registry()
+        secret = {"username": rw.emulator.username, "password": rw.emulator.password}
+        await registry.ensure(cid, connections.Settings(url=rw.emulator.url, secret_data=secret))
+        assert (await registry.verify(cid)).ready
+        contexts = []
+        for _ in range(2):
+            ctx = context.Context(
+                controller=runtime.Controller(workers=1),
+                kube=kube.Kube(kube.load_configuration(str(control_plane.kubeconfig))),
+                registry=registry,
+                listings=listing.ListingCache(),
+            )
+            ctx.controller.store.put("WorkflowRun", seen_by_both)
+            contexts.append(ctx)
+        try:
+            first, second = (workflowrun.WorkflowRunReconciler(ctx) for ctx in contexts)
+            await first(key)  # writes the intent, triggers
+            outdated = await second(key)  # decided on the version before the intent
+            await second(key)  # now with the object as it is
+            return outdated, await second(key)
+        finally:
+            for ctx in contexts:
+                ctx.kube.close()
+            await registry.close()
+
+    outdated, following = asyncio.run(replicas())
+    assert outdated.after == 0.0
+    assert following.after is not None
+    assert rw.emulator.requests()[RUN_POST] == 1
+    sessions = _sessions(rw, workflow_id)
+    assert len(sessions) == 1, sessions
+    assert _status(rw, "contested")["runSessionId"] == sessions[0]["id"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -182,11 +183,18 @@ def test_idle_resync_writes_nothing(rw: RunWhenEnv) -> None:
     names = [f"idle-{i}" for i in range(4)]
     for name in names:
         rw.apply("Workspace", name, {"displayName": name, "monitoring": {"interval": "2s"}})
+    # Accepted by the CRD (slxGroups is free-form there) but rejected by RunWhen: lists are expected.
+    rw.apply("Workspace", "bad-groups", {"slxGroups": {"platform": "k8s-health"}})
     for name in names:
         rw.wait_condition("Workspace", name)
         wait_for(
             lambda n=name: bool((rw.get("Workspace", n).get("status") or {}).get("health")), 20, "health"
         )
+    bad = rw.wait_condition("Workspace", "bad-groups", "Synced", "False", reason="InvalidSpec")
+    message = rw.condition("Workspace", "bad-groups", "Synced")["message"]
+    assert "slxGroups.platform" in message, message
+    assert rw.condition("Workspace", "bad-groups")["reason"] == "InvalidSpec"
+    assert "remoteName" not in bad["status"]
     time.sleep(3)  # let the first monitor passes settle
     before = rw.k8s_resource_versions("Workspace")
     rw.emulator.reset_requests()
@@ -194,13 +202,22 @@ def test_idle_resync_writes_nothing(rw: RunWhenEnv) -> None:
     after = rw.k8s_resource_versions("Workspace")
     counts = rw.emulator.requests()
     assert after == before, "an idle minute changed the custom resources"
+    # Not one write, so not one retry of the rejected create either: it waits for a spec change.
     assert rw.emulator.write_count() == 0
+    assert counts["POST /api/v3/workspaces"] == 0
     # The drift checks really ran: one coalesced list of workspaces per interval, not one GET each.
     lists = counts["GET /api/v3/workspaces"]
     assert 10 <= lists <= 70, counts
     assert counts["GET /api/v3/workspaces/{workspace_name}"] == 0
     assert counts["GET /api/v3/workspaces/{workspace_name}/health"] >= 4 * 20
     assert "Traceback" not in proc.logs()
+    warnings = [e for e in _events_of(rw, "bad-groups") if e.type == "Warning"]
+    assert len(warnings) == 1, [e.message for e in warnings]
+
+    # Fixing the spec is what makes it try again.
+    rw.apply("Workspace", "bad-groups", {"slxGroups": {"platform": ["k8s-health"]}})
+    rw.wait_condition("Workspace", "bad-groups", reason="Available")
+    assert rw.remote_workspace("bad-groups")["slxGroups"] == {"platform": ["k8s-health"]}
 
 
 def test_credentials_rotation_and_wrong_password(rw: RunWhenEnv) -> None:
@@ -231,11 +248,16 @@ def test_credentials_rotation_and_wrong_password(rw: RunWhenEnv) -> None:
     rw.apply("Workspace", "zeta", {"displayName": "Zeta"})
     obj = rw.wait_condition("Workspace", "zeta", status="False", reason="ConnectionNotReady")
     assert "ClusterRunWhenConnection default" in rw.condition("Workspace", "zeta")["message"]
-    assert "wrong" not in str(obj) and "wrong" not in str(conn)
+    assert "wrong" not in str(obj)
+    assert "wrong" not in str(conn)
 
 
-def _event_reasons(rw: RunWhenEnv, name: str) -> list[str]:
+def _events_of(rw: RunWhenEnv, name: str) -> list[Any]:
     from kubernetes import client as k8s
 
     events = k8s.CoreV1Api(rw.api).list_namespaced_event(rw.namespace).items
-    return [e.reason for e in events if e.involved_object.name == name]
+    return [e for e in events if e.involved_object.name == name]
+
+
+def _event_reasons(rw: RunWhenEnv, name: str) -> list[str]:
+    return [e.reason for e in _events_of(rw, name)]

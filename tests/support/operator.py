@@ -285,8 +285,11 @@ class RunWhenEnv:
 
         def check() -> bool:
             nonlocal last
-            last = self.condition(kind, name, type_)
-            return last.get("status") == status and (reason is None or last.get("reason") == reason)
+            obj = self.get(kind, name)
+            conds = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
+            last = dict(conds.get(type_) or {})
+            current = last.get("observedGeneration") in (None, obj["metadata"].get("generation"))
+            return current and last.get("status") == status and (reason is None or last.get("reason") == reason)
 
         wait_for(check, timeout, lambda: f"{kind} {name} {type_}={status} ({reason}); last: {last}")
         return self.get(kind, name)

@@ -53,8 +53,8 @@ app.kubernetes.io/part-of: runwhen-operator
 {{- end }}
 {{- end }}
 
-{{/* "true" when the operator runs more than one replica and therefore uses Kopf peering. */}}
-{{- define "runwhen-operator.peering" -}}
+{{/* "true" when the operator runs more than one replica and therefore elects a leader (a Lease). */}}
+{{- define "runwhen-operator.leaderElection" -}}
 {{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
 {{- end }}
 
@@ -128,9 +128,16 @@ app.kubernetes.io/part-of: runwhen-operator
   verbs: ["list", "watch"]
 {{- end }}
 
-{{/* "true" when the object (list $ obj) carries this release's Helm ownership annotations. */}}
-{{- define "runwhen-operator.ownedByRelease" -}}
-{{- $root := index . 0 }}
-{{- $ann := (index . 1).metadata.annotations | default dict }}
-{{- if and (eq (get $ann "meta.helm.sh/release-name") $root.Release.Name) (eq (get $ann "meta.helm.sh/release-namespace") $root.Release.Namespace) }}true{{ end }}
+{{/*
+Leader election: the Lease named after the release, in the release namespace. `create` cannot be
+limited to a name (the name is not known when a create is authorized); reading and renewing can.
+*/}}
+{{- define "runwhen-operator.leaseRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["create"]
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  resourceNames: [{{ include "runwhen-operator.fullname" . | quote }}]
+  verbs: ["get", "update"]
 {{- end }}

@@ -278,7 +278,7 @@ KINDS: tuple[KindInfo, ...] = (
         short_names=("rwrun",),
         scope="Namespaced",
         description=(
-            "One run of a RunWhen workflow. The operator triggers the run exactly once and follows it "
+            "One run of a RunWhen workflow. The operator starts at most one run for it (see docs/workflowrun.md) and follows it "
             "until it finishes; the spec is immutable."
         ),
         spec_model=workflowrun.WorkflowRunSpec,

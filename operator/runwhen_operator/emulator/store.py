@@ -158,7 +158,7 @@ def _workspace_fields(*, name_required: bool) -> dict[str, Field]:
         "configProvided": Field(object_field(), default=dict),
         "secretsProvided": Field(object_field(), default=dict),
         "enabledLocations": Field(string_list(), default=list),
-        "slxGroups": Field(object_field(), default=dict),
+        "slxGroups": Field(object_field(string_list()), default=dict),
     }
 
 

@@ -4,7 +4,10 @@ Every replica watches (its cache stays warm); only the holder of the Lease runs 
 holder renews the Lease every `retry_period`; a standby takes it over when the holder has not renewed
 it for `lease_duration` as measured on the standby's own clock (as client-go does: the time a
 renewal was *observed*, never the holder's timestamps, so clock skew between nodes does not matter).
-A holder that cannot renew within `renew_deadline` stops acting at once.
+A holder that cannot renew within `renew_deadline` stops acting at once: every attempt is bounded in
+time, so an API server that does not answer (a partition drops packets rather than refusing them)
+cannot keep a holder acting past the point where a standby may take over. A holder that sees the
+Lease held by another identity stops at once too.
 """
 
 from __future__ import annotations
@@ -58,13 +61,24 @@ class LeaderElector:
     async def run(self) -> None:
         try:
             while True:
+                # A holder's attempts end by its renew deadline; a standby's within the same span.
+                budget = self.renew_deadline
+                if self.leading:
+                    budget = max(0.0, self._last_renewed + self.renew_deadline - time.monotonic())
                 try:
-                    acquired = await self._try_acquire_or_renew()
+                    acquired = await asyncio.wait_for(self._try_acquire_or_renew(), max(budget, 0.1))
+                except TimeoutError:
+                    log.warning("leader election: no answer from the API server in %.1fs", budget)
+                    acquired = False
                 except Exception as exc:  # the API may be briefly unavailable; keep trying
                     log.warning("leader election: %s", exc)
                     acquired = False
                 now = time.monotonic()
-                if acquired:
+                if self.leading and not acquired and self._held_by_other:
+                    self.leading = False
+                    log.warning("lost the leadership (the Lease is held by %s)", self._observed[0])
+                    self.on_stopped()
+                elif acquired:
                     self._last_renewed = now
                     if not self.leading:
                         self.leading = True
@@ -84,21 +98,35 @@ class LeaderElector:
                 await asyncio.sleep(self.retry_period)
         finally:
             if self.leading:
-                await self._release()
+                try:
+                    await asyncio.wait_for(self._release(), 2 * self.retry_period)
+                except TimeoutError:
+                    log.info("could not release the Lease: no answer from the API server")
+
+    @property
+    def _held_by_other(self) -> bool:
+        holder = self._observed[0]
+        return bool(holder) and holder != self.identity
 
     async def _try_acquire_or_renew(self) -> bool:
         now = _now()
+        timeout = self.renew_deadline  # frees the thread of a request that gets no answer
         try:
-            lease = await self.kube.call(self.api.read_namespaced_lease, self.name, self.namespace)
+            lease = await self.kube.call(
+                self.api.read_namespaced_lease, self.name, self.namespace, _request_timeout=timeout
+            )
         except kube.Gone:
             body = client.V1Lease(
                 metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
                 spec=self._spec(now, acquire=True, transitions=0),
             )
             try:
-                await self.kube.call(self.api.create_namespaced_lease, self.namespace, body)
+                await self.kube.call(
+                    self.api.create_namespaced_lease, self.namespace, body, _request_timeout=timeout
+                )
             except kube.Conflict:
                 return False
+            self._observe_own(now)
             return True
         spec = lease.spec or client.V1LeaseSpec()
         holder = spec.holder_identity
@@ -113,10 +141,21 @@ class LeaderElector:
         transitions = int(spec.lease_transitions or 0) + (0 if ours else 1)
         lease.spec = self._spec(now, acquire=not ours, transitions=transitions, previous=spec)
         try:
-            await self.kube.call(self.api.replace_namespaced_lease, self.name, self.namespace, lease)
+            await self.kube.call(
+                self.api.replace_namespaced_lease,
+                self.name,
+                self.namespace,
+                lease,
+                _request_timeout=timeout,
+            )
         except kube.Conflict:
             return False
+        self._observe_own(now)
         return True
+
+    def _observe_own(self, now: datetime) -> None:
+        """What this replica just wrote is the record it has seen last."""
+        self._observed, self._observed_at = (self.identity, now.isoformat()), time.monotonic()
 
     def _spec(
         self, now: datetime, *, acquire: bool, transitions: int, previous: Any = None
@@ -131,11 +170,20 @@ class LeaderElector:
 
     async def _release(self) -> None:
         """Hand the Lease over at once on a clean shutdown (a standby need not wait it out)."""
+        timeout = self.retry_period
         try:
-            lease = await self.kube.call(self.api.read_namespaced_lease, self.name, self.namespace)
+            lease = await self.kube.call(
+                self.api.read_namespaced_lease, self.name, self.namespace, _request_timeout=timeout
+            )
             if lease.spec and lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = None
                 lease.spec.lease_duration_seconds = 1
-                await self.kube.call(self.api.replace_namespaced_lease, self.name, self.namespace, lease)
+                await self.kube.call(
+                    self.api.replace_namespaced_lease,
+                    self.name,
+                    self.namespace,
+                    lease,
+                    _request_timeout=timeout,
+                )
         except Exception as exc:
             log.info("could not release the Lease: %s", exc)

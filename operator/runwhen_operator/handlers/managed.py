@@ -70,8 +70,27 @@ class ManagedReconciler:
         """Kind-specific work once the remote object is in sync; returns extra status."""
         return {}
 
+    #: kinds whose objects point at this kind by `spec.<field>.name` and wait for it to be Ready
+    dependents: tuple[tuple[str, str], ...] = ()
+
     # -- the pass ----------------------------------------------------------------------------
     async def __call__(self, key: runtime.Key) -> runtime.Result:
+        was_ready = _is_ready(self.ctx.controller.store.get(self.kind, key.namespace, key.name))
+        result = await self._pass(key)
+        after = self.ctx.controller.store.get(self.kind, key.namespace, key.name)
+        if after is None or _is_ready(after) != was_ready:
+            self._queue_dependents(key.namespace, key.name)
+        return result
+
+    def _queue_dependents(self, namespace: str, name: str) -> None:
+        """Queue the objects waiting on this one, the moment its readiness changes."""
+        for kind, ref_field in self.dependents:
+            for dependent in self.ctx.controller.store.items(kind, namespace):
+                ref = (dependent.get("spec") or {}).get(ref_field) or {}
+                if ref.get("name") == name:
+                    self.ctx.controller.enqueue(runtime.Key(kind, namespace, dependent["metadata"]["name"]))
+
+    async def _pass(self, key: runtime.Key) -> runtime.Result:
         ctx = self.ctx
         found = ctx.controller.store.get(self.kind, key.namespace, key.name)
         if found is None:
@@ -266,6 +285,7 @@ class ManagedReconciler:
 class WorkspaceReconciler(ManagedReconciler):
     kind = context.KIND_WORKSPACE
     spec_model = workspace.WorkspaceSpec
+    dependents = ((context.KIND_WORKFLOW, "workspaceRef"), (context.KIND_PERSONA, "workspaceRef"))
 
     def external_id(self, status: Body) -> Any:
         return status.get("remoteName")
@@ -287,12 +307,9 @@ class WorkspaceReconciler(ManagedReconciler):
 
     async def __call__(self, key: runtime.Key) -> runtime.Result:
         before = self.ctx.controller.store.get(self.kind, key.namespace, key.name)
-        was_ready = _is_ready(before)
         handled_before = ((before or {}).get("status") or {}).get("lastHandledReconcileAt")
         result = await super().__call__(key)
         after = self.ctx.controller.store.get(self.kind, key.namespace, key.name)
-        if _is_ready(after) != was_ready or after is None:
-            self._queue_children(key.namespace, key.name)
         if (
             after is not None
             and _is_ready(after)
@@ -304,13 +321,6 @@ class WorkspaceReconciler(ManagedReconciler):
                 # A requested reconcile refreshes health and issues too, at once.
                 self.ctx.controller.enqueue(monitor)
         return result
-
-    def _queue_children(self, namespace: str, name: str) -> None:
-        for kind in (context.KIND_WORKFLOW, context.KIND_PERSONA):
-            for child in self.ctx.controller.store.items(kind, namespace):
-                ref = (child.get("spec") or {}).get("workspaceRef") or {}
-                if ref.get("name") == name:
-                    self.ctx.controller.enqueue(runtime.Key(kind, namespace, child["metadata"]["name"]))
 
 
 def _is_ready(body: Body | None) -> bool:
@@ -378,6 +388,7 @@ class ChildReconciler(ManagedReconciler):
 class WorkflowReconciler(ChildReconciler):
     kind = context.KIND_WORKFLOW
     spec_model = workflow.WorkflowSpec
+    dependents = ((context.KIND_WORKFLOW_RUN, "workflowRef"),)
     body_fields = frozenset({"definition"})
 
     def __init__(self, ctx: context.Context) -> None:

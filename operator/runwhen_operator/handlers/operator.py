@@ -165,15 +165,17 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings,
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
+        ctx: context.Context | None = state.pop("ctx", None)
+        if ctx is not None:
+            await ctx.controller.stop()
+        # Only once no reconcile runs here any more is the Lease handed over to a standby.
         elector: asyncio.Task[None] | None = state.pop("elector", None)
         if elector is not None:
             elector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await elector
-        ctx: context.Context | None = state.pop("ctx", None)
         if ctx is None:
             return
-        await ctx.controller.stop()
         await ctx.registry.close()
         ctx.kube.close()
 

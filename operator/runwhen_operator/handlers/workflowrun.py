@@ -84,6 +84,12 @@ def _age(value: Any) -> float | None:
     return (datetime.now(UTC) - parsed).total_seconds() if parsed else None
 
 
+def _body(result: object) -> Body:
+    if not isinstance(result, dict):
+        raise TypeError(f"unexpected answer from the API server: {type(result).__name__}")
+    return result
+
+
 def _not_started(exc: errors.RunWhenError) -> bool:
     """Whether a failed run call certainly did not start a run."""
     if isinstance(exc, _NOT_STARTED):
@@ -128,7 +134,7 @@ class WorkflowRunReconciler:
 
         try:
             if status.get("runSessionId") is None:
-                if True:
+                if not triggered:
                     return await self._trigger(body, rw, cid, workspace_name, workflow_id, spec)
                 return await self._recover(body, rw, workspace_name, workflow_id, status)
             return await self._track(body, rw, workspace_name, status)
@@ -182,7 +188,7 @@ class WorkflowRunReconciler:
     ) -> runtime.Result:
         uid = body["metadata"]["uid"]
         # The intent first: from here on this object never sends the run call again by itself.
-        body = await self._write(
+        claimed = await self._claim(
             body,
             {
                 "phase": "Pending",
@@ -192,6 +198,9 @@ class WorkflowRunReconciler:
                 "message": "triggering the run",
             },
         )
+        if claimed is None:
+            return runtime.Result(after=0.0)  # decided on an outdated object: decide again
+        body = claimed
         run_context = {**(spec.get("context") or {}), RUN_MARKER: uid}
         try:
             run = await rw.run_workflow(workspace, workflow_id, run_context)
@@ -345,6 +354,35 @@ class WorkflowRunReconciler:
         with contextlib.suppress(kube.Gone):
             await self.ctx.kube.delete_object(PLURAL, meta["namespace"], meta["name"])
         return runtime.Result()
+
+    async def _claim(self, body: Body, status: Body) -> Body | None:
+        """Write `status` only if the object is still at the version this pass decided on.
+
+        Guarded by the resourceVersion, of two passes that both saw no intent (a cache that lags
+        behind the API server, the pass of a former leader still running), only one writes it; the
+        other gets None, after the store got the object as it is now.
+        """
+        latest = self._latest(body)
+        meta = latest["metadata"]
+        desired = {"observedGeneration": meta.get("generation"), **status}
+        patch = context.status_patch(latest.get("status") or {}, desired)
+        kube_api = self.ctx.kube
+        args = (common.GROUP, common.VERSION, meta["namespace"], PLURAL, meta["name"])
+        kube_api.writes += 1
+        try:
+            result = await kube_api.call(
+                kube_api.custom.patch_namespaced_custom_object_status,
+                *args,
+                {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": patch},
+            )
+        except kube.Conflict:
+            fresh = await kube_api.call(kube_api.custom.get_namespaced_custom_object, *args)
+            self.ctx.controller.store.put(context.KIND_WORKFLOW_RUN, _body(fresh))
+            log.info("%s/%s changed since it was read; deciding again", meta["namespace"], meta["name"])
+            return None
+        updated = _body(result)
+        self.ctx.controller.store.put(context.KIND_WORKFLOW_RUN, updated)
+        return updated
 
     def _refused(self, cid: connections.ConnectionId, message: str) -> None:
         """RunWhen refused the connection's credentials: let the connection check them again."""
