@@ -58,7 +58,7 @@ WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
 def workspaces_for(n: int) -> int:
-    return max(10, min(50, n // 100))
+    return max(10, min(50, n // 50))  # 100 -> 10, 1,000 -> 20, 5,000 -> 50
 
 
 def definition(i: int) -> dict[str, Any]:
@@ -88,7 +88,7 @@ class Plan:
             self.crs.append(("Workspace", self._body("Workspace", ws, spec)))
             self.direct_workspaces.append({"name": ws, "displayName": ws.upper()})
         for i in range(n):
-            ws = self.workspaces[i % self.w]
+            ws = self.workspaces[(i // 2) % self.w]  # each workspace gets workflows and personas
             parent = {"connectionRef": CONNECTION_REF, "workspaceRef": {"name": ws}}
             if i % 2 == 0:
                 name = f"wf-{i:05d}"

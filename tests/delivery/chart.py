@@ -97,14 +97,20 @@ def one(objs: list[Obj], kind: str, name: str | None = None, namespace: str | No
 
 
 def rule_set(rules: list[Obj]) -> set[tuple[str, str, str]]:
-    """Flatten RBAC rules into (apiGroup, resource, verb) triples."""
+    """Flatten RBAC rules into (apiGroup, resource, verb) triples; a rule limited to resourceNames
+    yields `resource[name]` for each name."""
     out: set[tuple[str, str, str]] = set()
     for rule in rules:
-        assert set(rule) <= {"apiGroups", "resources", "verbs"}, f"unexpected rule keys: {rule}"
+        assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, (
+            f"unexpected rule keys: {rule}"
+        )
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
-                for verb in rule["verbs"]:
-                    out.add((group, resource, verb))
+                names = rule.get("resourceNames")
+                targets = [f"{resource}[{n}]" for n in names] if names else [resource]
+                for target in targets:
+                    for verb in rule["verbs"]:
+                        out.add((group, target, verb))
     return out
 
 
@@ -129,7 +135,14 @@ EVENTS = triples("", ["events"], ["create", "patch"]) | triples(
 )
 CRDS = triples("apiextensions.k8s.io", ["customresourcedefinitions"], ["list", "watch"])
 NAMESPACES = triples("", ["namespaces"], ["list", "watch"])
-PEERING_VERBS = ["get", "list", "watch", "patch"]
+LEASE_GROUP = "coordination.k8s.io"
+
+
+def lease_rules(name: str) -> set[tuple[str, str, str]]:
+    """Leader election: create a Lease (create cannot be limited to a name), read and renew its own."""
+    return triples(LEASE_GROUP, ["leases"], ["create"]) | triples(
+        LEASE_GROUP, [f"leases[{name}]"], ["get", "update"]
+    )
 
 
 def container(objs: list[Obj]) -> Obj:

@@ -243,6 +243,10 @@ def test_cluster_wide_rbac_allows_the_work_and_nothing_else(
         )
         _forbidden(client.CoreV1Api(sa).list_namespaced_pod, other)
         _forbidden(core.list_namespace)
+        # one replica elects no leader: no Lease at all
+        _forbidden(
+            client.CoordinationV1Api(sa).create_namespaced_lease, namespace, _lease("runwhen-operator", "a")
+        )
 
 
 def test_namespaced_rbac_is_confined(
@@ -295,22 +299,41 @@ def test_namespaced_rbac_is_confined(
         )
 
 
-def test_replicas_install_peering(control_plane, k8s_api, namespace, crds_installed, tools, sa_kubeconfig):
-    peering = f"p-{namespace}"
-    values = {"replicaCount": 2, "peering": {"name": peering}}
-    custom = client.CustomObjectsApi(k8s_api)
-    with _release(tools, control_plane.kubeconfig, namespace, values) as release:
-        first = custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", peering)
-        # the operator's keep-alives land in the peering object's status
+def _lease(name: str, holder: str) -> client.V1Lease:
+    return client.V1Lease(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1LeaseSpec(holder_identity=holder, lease_duration_seconds=15),
+    )
+
+
+def test_replicas_may_use_their_own_lease_only(
+    control_plane, k8s_api, namespace, extra_namespaces, crds_installed, tools, sa_kubeconfig
+):
+    other = extra_namespaces[0]
+    admin = client.CoordinationV1Api(k8s_api)
+    admin.create_namespaced_lease(namespace, _lease("someone-else", "x"))
+    with _release(tools, control_plane.kubeconfig, namespace, {"replicaCount": 2}) as release:
         sa = control_plane.api_client(sa_kubeconfig(namespace, CHART_SA, create=False))
-        client.CustomObjectsApi(sa).patch_cluster_custom_object(
-            "kopf.dev",
-            "v1",
-            "clusterkopfpeerings",
-            peering,
-            {"status": {"pod-a": {"priority": 0, "lifetime": 60}}},
-        )
-        # an upgrade keeps the object (and the peers' records in it)
+        leases = client.CoordinationV1Api(sa)
+        # what leader election does: create the release's Lease, read it, renew it (a replace)
+        leases.create_namespaced_lease(namespace, _lease(release, "pod-a"))
+        lease = leases.read_namespaced_lease(release, namespace)
+        assert lease.spec.holder_identity == "pod-a"
+        lease.spec.holder_identity = "pod-b"
+        leases.replace_namespaced_lease(release, namespace, lease)
+        assert admin.read_namespaced_lease(release, namespace).spec.holder_identity == "pod-b"
+        # nothing else: another Lease, another namespace, listing, deleting
+        _forbidden(leases.read_namespaced_lease, "someone-else", namespace)
+        taken = admin.read_namespaced_lease("someone-else", namespace)
+        _forbidden(leases.replace_namespaced_lease, "someone-else", namespace, taken)
+        _forbidden(leases.list_namespaced_lease, namespace)
+        _forbidden(leases.list_lease_for_all_namespaces)
+        _forbidden(leases.delete_namespaced_lease, release, namespace)
+        _forbidden(leases.create_namespaced_lease, other, _lease(release, "pod-a"))
+        _forbidden(leases.read_namespaced_lease, release, other)
+        pdb = client.PolicyV1Api(k8s_api).read_namespaced_pod_disruption_budget(release, namespace)
+        assert pdb.spec.min_available == 1
+        # an upgrade keeps the Lease RBAC in place
         _helm(
             tools,
             control_plane.kubeconfig,
@@ -321,11 +344,13 @@ def test_replicas_install_peering(control_plane, k8s_api, namespace, crds_instal
             namespace,
             "--reuse-values",
         )
-        second = custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", peering)
-        assert second["metadata"]["uid"] == first["metadata"]["uid"]
-        assert second["status"]["pod-a"]["priority"] == 0
-        pdb = client.PolicyV1Api(k8s_api).read_namespaced_pod_disruption_budget(release, namespace)
-        assert pdb.spec.min_available == 1
+        assert leases.read_namespaced_lease(release, namespace).spec.holder_identity == "pod-b"
+    with pytest.raises(client.ApiException) as gone:
+        client.RbacAuthorizationV1Api(k8s_api).read_namespaced_role(f"{release}-leader-election", namespace)
+    assert _status(gone.value) == 404
+    # nothing of Kopf's peering anywhere in the API
+    groups = {g.name for g in client.ApisApi(k8s_api).get_api_versions().groups}
+    assert "kopf.dev" not in groups
 
 
 def _kubectl(tools: chart.Tools, kubeconfig: Path, *args: str | Path):  # type: ignore[no-untyped-def]
@@ -344,7 +369,8 @@ def runwhen_system(k8s_api: client.ApiClient) -> str:
     return chart.NAMESPACE
 
 
-def test_kustomize_default_applies_cleanly(control_plane, crds_installed, runwhen_system, tools):
+@pytest.mark.parametrize("base", ["default", "ha"])
+def test_kustomize_base_applies_cleanly(control_plane, crds_installed, runwhen_system, tools, base):
     proc = _kubectl(
         tools,
         control_plane.kubeconfig,
@@ -352,7 +378,7 @@ def test_kustomize_default_applies_cleanly(control_plane, crds_installed, runwhe
         "--server-side",
         "--dry-run=server",
         "-k",
-        chart.ROOT / "deploy/default",
+        chart.ROOT / "deploy" / base,
     )
     assert proc.returncode == 0, proc.stderr
     applied = proc.stdout.splitlines()
@@ -361,6 +387,8 @@ def test_kustomize_default_applies_cleanly(control_plane, crds_installed, runwhe
     assert sum("customresourcedefinition" in line for line in applied) == len(
         list((chart.ROOT / "crds").glob("*.yaml"))
     )
+    leader_election = [line for line in applied if "runwhen-operator-leader-election" in line]
+    assert len(leader_election) == (2 if base == "ha" else 0), proc.stdout
 
 
 def test_samples_are_valid_objects(control_plane, crds_installed, runwhen_system, tools):

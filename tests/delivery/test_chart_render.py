@@ -10,14 +10,15 @@ from tests.delivery.chart import (
     CRDS,
     EVENTS,
     GROUP,
+    LEASE_GROUP,
     NAMESPACE,
     NAMESPACED_KINDS,
     NAMESPACES,
-    PEERING_VERBS,
     SECRETS,
     container,
     find,
     kind_rules,
+    lease_rules,
     one,
     rule_set,
     triples,
@@ -45,7 +46,7 @@ def ha(helm):
 
 
 def test_lint_strict_is_clean(helm):
-    for values in ({}, {"replicaCount": 3, "watchNamespaces": ["a"]}):
+    for values in ({}, {"replicaCount": 2}, {"replicaCount": 3, "watchNamespaces": ["a"]}):
         proc = chart.run([helm, "lint", "--strict", chart.CHART, *chart.set_args(values)])
         assert "0 chart(s) failed" in proc.stdout
         assert "[WARNING]" not in proc.stdout, proc.stdout
@@ -124,8 +125,13 @@ def test_default_args_and_env(default):
         "--log-format=json",
         "--log-level=info",
     ]
-    env = {e["name"]: e for e in c["env"]}
-    assert env["RUNWHEN_OPERATOR_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    # the operator's own namespace: where its Lease is and where Events about cluster-scoped objects go
+    assert c["env"] == [
+        {
+            "name": "RUNWHEN_OPERATOR_NAMESPACE",
+            "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+        }
+    ]
     assert c["image"] == "ghcr.io/runwhen-contrib/runwhen-operator:0.1.0"
     deployment = one(default, "Deployment")
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
@@ -220,62 +226,116 @@ def test_namespaced_rbac(namespaced):
         assert not {t for t in rule_set(role["rules"]) if t[1] in ("secrets", "events")}
 
 
+def _lease_holders(objs):
+    """(kind, name, namespace) of every role granting anything on coordination.k8s.io."""
+    return sorted(
+        (r["kind"], r["metadata"]["name"], r["metadata"].get("namespace"))
+        for r in find(objs, "ClusterRole") + find(objs, "Role")
+        if any(t[0] == LEASE_GROUP for t in rule_set(r["rules"]))
+    )
+
+
 def test_single_replica_is_standalone(default):
     args = container(default)["args"]
     assert "--standalone" in args
     assert not [a for a in args if a.startswith("--peering")]
-    assert not find(default, "CustomResourceDefinition")
-    assert not find(default, "ClusterKopfPeering")
-    assert not find(default, "KopfPeering")
+    assert not _lease_holders(default)
     assert not find(default, "PodDisruptionBudget")
 
 
-def test_replicas_use_peering(ha):
+def test_replicas_elect_a_leader_on_a_lease(ha):
     deployment = one(ha, "Deployment")
     assert deployment["spec"]["replicas"] == 2
-    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     args = container(ha)["args"]
+    # the Lease is named after the release
     assert "--peering=runwhen-operator" in args
     assert "--standalone" not in args
-    crds = {c["metadata"]["name"]: c for c in find(ha, "CustomResourceDefinition")}
-    assert set(crds) == {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
-    for name, scope in (("clusterkopfpeerings.kopf.dev", "Cluster"), ("kopfpeerings.kopf.dev", "Namespaced")):
-        spec = crds[name]["spec"]
-        assert spec["group"] == "kopf.dev"
-        assert spec["scope"] == scope
-        (version,) = spec["versions"]
-        assert version["name"] == "v1"
-        assert version["served"]
-        assert version["storage"]
-        status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
-        assert status == {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-        assert crds[name]["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    peering = one(ha, "ClusterKopfPeering", "runwhen-operator")
-    # first install: the kind is not served yet, so the object is created after the CRDs
-    assert "post-install" in peering["metadata"]["annotations"]["helm.sh/hook"]
+    assert [e["name"] for e in container(ha)["env"]] == ["RUNWHEN_OPERATOR_NAMESPACE"]
     pdb = one(ha, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
-    role = one(ha, "ClusterRole")
-    assert triples("kopf.dev", ["clusterkopfpeerings"], PEERING_VERBS) <= rule_set(role["rules"])
+    affinity = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    term = affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert term["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    # leases: in the release namespace only, and only its own Lease beyond `create`
+    assert _lease_holders(ha) == [("Role", "runwhen-operator-leader-election", NAMESPACE)]
+    role = one(ha, "Role", "runwhen-operator-leader-election", NAMESPACE)
+    assert rule_set(role["rules"]) == lease_rules("runwhen-operator")
+    binding = one(ha, "RoleBinding", "runwhen-operator-leader-election", NAMESPACE)
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "runwhen-operator-leader-election",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "runwhen-operator", "namespace": NAMESPACE}
+    ]
+    # the rest of the RBAC is what a single replica gets
+    cluster_role = one(ha, "ClusterRole", "runwhen-operator")
+    assert rule_set(cluster_role["rules"]) == kind_rules(ALL_KINDS) | SECRETS | EVENTS | CRDS
 
 
-def test_namespaced_replicas_peer_per_namespace(helm):
-    objs = chart.template(helm, {"replicaCount": 2, "watchNamespaces": ["a", "b"]})
-    assert {p["metadata"]["namespace"] for p in find(objs, "KopfPeering")} == {"a", "b"}
-    assert not find(objs, "ClusterKopfPeering")
-    for ns in ("a", "b"):
-        role = one(objs, "Role", "runwhen-operator", ns)
-        assert triples("kopf.dev", ["kopfpeerings"], PEERING_VERBS) <= rule_set(role["rules"])
-    cluster_role = one(objs, "ClusterRole")
-    assert not {t for t in rule_set(cluster_role["rules"]) if t[0] == "kopf.dev"}
+def test_namespaced_replicas_hold_the_lease_in_the_release_namespace(helm):
+    objs = chart.template(helm, {"replicaCount": 2, "watchNamespaces": ["a", "b", NAMESPACE]})
+    assert _lease_holders(objs) == [("Role", "runwhen-operator-leader-election", NAMESPACE)]
+    assert rule_set(one(objs, "Role", "runwhen-operator-leader-election", NAMESPACE)["rules"]) == (
+        lease_rules("runwhen-operator")
+    )
+    one(objs, "RoleBinding", "runwhen-operator-leader-election", NAMESPACE)
+    # the watched namespaces' Roles (the release namespace's too) and the operator's own are unchanged
+    for ns in ("a", "b", NAMESPACE):
+        assert rule_set(one(objs, "Role", "runwhen-operator", ns)["rules"]) == (
+            kind_rules(NAMESPACED_KINDS) | SECRETS | EVENTS
+        )
+    own = one(objs, "Role", "runwhen-operator-operator", NAMESPACE)
+    assert rule_set(own["rules"]) == triples("", ["secrets"], ["get"]) | EVENTS
 
 
-def test_peering_crds_can_be_left_out(helm):
-    objs = chart.template(helm, {"replicaCount": 2, "peering": {"createCRDs": False, "name": "ops"}})
+@pytest.mark.parametrize(
+    ("values", "release", "lease"),
+    [
+        ({"replicaCount": 2}, "ops", "ops-runwhen-operator"),
+        ({"replicaCount": 3, "fullnameOverride": "shard-1"}, "runwhen-operator", "shard-1"),
+        ({"replicaCount": 2, "watchNamespaces": ["a"]}, "runwhen-operator-b", "runwhen-operator-b"),
+    ],
+)
+def test_each_release_has_its_own_lease(helm, values, release, lease):
+    objs = chart.template(helm, values, release=release)
+    assert f"--peering={lease}" in container(objs)["args"]
+    role = one(objs, "Role", f"{lease}-leader-election", NAMESPACE)
+    assert rule_set(role["rules"]) == lease_rules(lease)
+
+
+KOPF_PEERING = ("kopf.dev", "KopfPeering", "kopfpeering", "POD_ID")
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, {"replicaCount": 2}, {"replicaCount": 3, "watchNamespaces": ["a", "b"]}],
+)
+def test_nothing_of_kopf_peering_is_rendered(helm, values):
+    proc = chart.run(
+        [helm, "template", chart.RELEASE, chart.CHART, "--namespace", NAMESPACE, *chart.set_args(values)]
+    )
+    for word in KOPF_PEERING:
+        assert word not in proc.stdout
+    objs = chart.template(helm, values)
     assert not find(objs, "CustomResourceDefinition")
-    assert "--peering=ops" in container(objs)["args"]
-    assert one(objs, "ClusterKopfPeering", "ops")
+    for role in find(objs, "ClusterRole") + find(objs, "Role"):
+        assert not {t for t in rule_set(role["rules"]) if "kopf" in t[0]}
+
+
+def test_no_kopf_peering_left_in_the_delivery_files():
+    files = [p for root in (chart.CHART, chart.ROOT / "deploy") for p in root.rglob("*") if p.is_file()]
+    assert len(files) > 20
+    for path in files:
+        text = path.read_text()
+        for word in KOPF_PEERING:
+            assert word not in text, f"{word} in {path}"
 
 
 def test_service_monitor_only_when_enabled(helm, default):
@@ -372,6 +432,7 @@ def test_connection_misconfigurations_fail(helm, values, message):
         {"logFormat": "xml"},
         {"connection": {"url": "ftp://nope"}},
         {"metrics": {"serviceMonitor": {"enabled": True, "bogus": 1}}},
+        {"peering": {"name": "ops"}},  # the Lease is named after the release
     ],
 )
 def test_schema_rejects_bad_values(helm, values):

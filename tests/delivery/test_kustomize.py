@@ -88,18 +88,46 @@ def _normalise(obj: chart.Obj) -> chart.Obj:
     return obj
 
 
-def test_default_base_matches_the_chart(kubectl):
+@pytest.mark.parametrize(
+    ("base", "values"),
+    [("default", {}), ("ha", {"replicaCount": 2})],
+)
+def test_base_matches_the_chart(kubectl, base, values):
     helm_objs = {
-        (o["kind"], o["metadata"]["name"]): _normalise(o) for o in chart.template(chart.tools().helm)
+        (o["kind"], o["metadata"]["name"]): _normalise(o) for o in chart.template(chart.tools().helm, values)
     }
     kustomize_objs = {
         (o["kind"], o["metadata"]["name"]): _normalise(o)
-        for o in _kustomize(kubectl, DEPLOY / "default")
+        for o in _kustomize(kubectl, DEPLOY / base)
         if o["kind"] not in ("CustomResourceDefinition", "Namespace")
     }
     assert set(kustomize_objs) == set(helm_objs)
     for key, obj in helm_objs.items():
-        assert kustomize_objs[key] == obj, f"deploy/ and the chart differ on {key}"
+        assert kustomize_objs[key] == obj, f"deploy/{base} and the chart differ on {key}"
+
+
+def test_ha_base_elects_a_leader_on_its_lease(kubectl):
+    objs = _kustomize(kubectl, DEPLOY / "ha")
+    deployment = chart.one(objs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    args = chart.container(objs)["args"]
+    assert "--peering=runwhen-operator" in args
+    assert "--standalone" not in args
+    role = chart.one(objs, "Role", "runwhen-operator-leader-election", chart.NAMESPACE)
+    assert chart.rule_set(role["rules"]) == chart.lease_rules("runwhen-operator")
+    binding = chart.one(objs, "RoleBinding", "runwhen-operator-leader-election", chart.NAMESPACE)
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "runwhen-operator", "namespace": chart.NAMESPACE}
+    ]
+    # no other role touches leases; the default base has no leader election at all
+    roles = chart.find(objs, "Role") + chart.find(objs, "ClusterRole")
+    assert [r["metadata"]["name"] for r in roles if "coordination.k8s.io" in str(r["rules"])] == [
+        "runwhen-operator-leader-election"
+    ]
+    default = _kustomize(kubectl, DEPLOY / "default")
+    assert "--standalone" in chart.container(default)["args"]
+    assert not chart.find(default, "Role")
+    assert "coordination.k8s.io" not in str(default)
 
 
 def test_default_base_contents(kubectl):

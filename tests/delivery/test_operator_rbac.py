@@ -1,5 +1,6 @@
-"""The chart's RBAC is sufficient: the real operator, authenticated as the chart's ServiceAccount, does its
-whole job (connection, workspace, workflow with its webhook-token Secret, deletion) without a single 403.
+"""The chart's RBAC is sufficient: the real operator, authenticated as the chart's ServiceAccount and run
+with the chart's arguments and environment, does its whole job (connection, workspace, workflow with its
+webhook-token Secret, deletion, Events, and with several replicas the Lease) without a single 403.
 
 Namespaced mode only: a cluster-wide operator here would reconcile every other test's objects in the
 shared control plane. The cluster-wide install runs the same way in tests/e2e (kind).
@@ -54,22 +55,45 @@ def _ready(obj: dict[str, Any]) -> bool:
     return conds.get("Ready", {}).get("status") == "True"
 
 
+def _chart_command(
+    tools: chart.Tools, namespace: str, release: str, values: dict[str, Any]
+) -> tuple[list[str], dict[str, str]]:
+    """The operator's arguments and environment as the chart renders them for this release (the ports
+    aside: they must be free here)."""
+    objs = chart.template(
+        tools.helm,
+        {**values, "fullnameOverride": release, "serviceAccount": {"name": CHART_SA}},
+        namespace=namespace,
+        release=release,
+    )
+    container = chart.container(objs)
+    args = [a for a in container["args"] if not a.startswith(("--metrics-port=", "--health-port="))]
+    env: dict[str, str] = {}
+    for var in container["env"]:
+        if var.get("valueFrom") == {"fieldRef": {"fieldPath": "metadata.namespace"}}:
+            env[var["name"]] = namespace  # the downward API: the pod's namespace
+        else:
+            env[var["name"]] = var["value"]
+    return args, env
+
+
 @contextlib.contextmanager
-def _operator(kubeconfig: Path, namespace: str, watched: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _operator(
+    kubeconfig: Path, args: list[str], chart_env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
     argv = [
         sys.executable,
         "-m",
         "runwhen_operator.cli",
         "run",
-        f"--namespace={watched}",
-        "--standalone",
+        *args,
         f"--kubeconfig={kubeconfig}",
         f"--health-port={_free_port()}",
         f"--metrics-port={_free_port()}",
         "--log-format=text",
-        "--log-level=info",
     ]
-    env = {**os.environ, "RUNWHEN_OPERATOR_NAMESPACE": namespace, "POD_ID": f"test-{namespace}"}
+    env = {**os.environ, **chart_env}
+    env.pop("KUBECONFIG", None)
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=chart.ROOT)
     try:
@@ -83,8 +107,9 @@ def _operator(kubeconfig: Path, namespace: str, watched: str, log: Path) -> Iter
             proc.wait()
 
 
+@pytest.mark.parametrize("replicas", [1, 2])
 def test_operator_works_with_the_namespaced_rbac(
-    control_plane, k8s_api, namespace, crds_installed, sa_kubeconfig, emulator, tools, tmp_path
+    control_plane, k8s_api, namespace, crds_installed, sa_kubeconfig, emulator, tools, tmp_path, replicas
 ):
     watched = f"t-{uuid.uuid4().hex[:10]}"
     core, custom = client.CoreV1Api(k8s_api), client.CustomObjectsApi(k8s_api)
@@ -155,9 +180,18 @@ def test_operator_works_with_the_namespaced_rbac(
     )
     log = tmp_path / "operator.log"
     try:
-        with _release(tools, control_plane.kubeconfig, namespace, {"watchNamespaces": [watched]}):
+        values: dict[str, Any] = {"watchNamespaces": [watched], "replicaCount": replicas}
+        with _release(tools, control_plane.kubeconfig, namespace, values) as release:
             kubeconfig = sa_kubeconfig(namespace, CHART_SA, create=False)
-            with _operator(kubeconfig, namespace, watched, log) as proc:
+            args, env = _chart_command(tools, namespace, release, values)
+            assert env == {"RUNWHEN_OPERATOR_NAMESPACE": namespace}
+            assert (f"--peering={release}" in args) == (replicas > 1)
+            leases = client.CoordinationV1Api(k8s_api)
+            with _operator(kubeconfig, args, env, log) as proc:
+                if replicas > 1:
+                    _wait("the Lease", lambda: "became the leader" in log.read_text(), log)
+                    lease = leases.read_namespaced_lease(release, namespace)
+                    assert lease.spec.holder_identity.endswith(f"-{proc.pid}")
 
                 def get(plural: str, name: str) -> dict[str, Any]:
                     return custom.get_namespaced_custom_object(GROUP, VERSION, watched, plural, name)
@@ -175,6 +209,17 @@ def test_operator_works_with_the_namespaced_rbac(
                     return {i["metadata"]["name"] for i in items}
 
                 _wait("the connection to be Ready", lambda: _ready(connection()), log)
+                # Events about the cluster-scoped connection go to the operator's own namespace
+                _wait(
+                    "an Event about the connection in the operator's namespace",
+                    lambda: [
+                        e
+                        for e in core.list_namespaced_event(namespace).items
+                        if (e.involved_object.kind, e.involved_object.name)
+                        == ("ClusterRunWhenConnection", conn_name)
+                    ],
+                    log,
+                )
                 _wait("the Workspace to be Ready", lambda: _ready(get("workspaces", "demo")), log)
                 _wait("the Workflow to be Ready", lambda: _ready(get("workflows", "triage")), log)
                 secret = _wait("the webhook Secret", lambda: _secret(core, watched, "triage-webhook"), log)
@@ -200,6 +245,11 @@ def test_operator_works_with_the_namespaced_rbac(
                     log,
                 )
                 assert proc.poll() is None, "the operator exited"
+            assert proc.returncode == 0, log.read_text()[-3000:]
+            if replicas > 1:  # a clean shutdown released the Lease
+                assert leases.read_namespaced_lease(release, namespace).spec.holder_identity is None
+            else:
+                assert not leases.list_namespaced_lease(namespace).items
     finally:
         with contextlib.suppress(client.ApiException):
             custom.delete_cluster_custom_object(GROUP, VERSION, "clusterrunwhenconnections", conn_name)
