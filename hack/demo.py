@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import testenv  # noqa: E402
+import testenv
 
 ROOT = testenv.ROOT
 EXAMPLES = ROOT / "examples"
@@ -82,13 +82,23 @@ class Demo:
             say("starting the RunWhen API emulator")
             emu = self.spawn(
                 "emulator",
-                [sys.executable, "-m", "runwhen_operator.emulator", "--port", "0", "--run-step-seconds", "0.5"],
+                [
+                    sys.executable,
+                    "-m",
+                    "runwhen_operator.emulator",
+                    "--port",
+                    "0",
+                    "--run-step-seconds",
+                    "0.5",
+                ],
             )
             self.url = self.emulator_url = self._emulator_listening(emu)
         say("installing the CRDs")
         self.k("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"), capture=True)
         for plural in (*KINDS, "clusterrunwhenconnections", "runwhenconnections", "workflowruns"):
-            self.k("wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s", capture=True)
+            self.k(
+                "wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s", capture=True
+            )
 
     def _emulator_listening(self, proc: subprocess.Popen[bytes]) -> str:
         log = self.workdir / "emulator.log"
@@ -107,8 +117,17 @@ class Demo:
         self.spawn(
             "operator",
             [
-                sys.executable, "-m", "runwhen_operator", "run", "--all-namespaces",
-                "--kubeconfig", self.kubeconfig, "--metrics-port", "0", "--health-port", "0",
+                sys.executable,
+                "-m",
+                "runwhen_operator",
+                "run",
+                "--all-namespaces",
+                "--kubeconfig",
+                self.kubeconfig,
+                "--metrics-port",
+                "0",
+                "--health-port",
+                "0",
             ],
         )
 
@@ -162,20 +181,36 @@ class Demo:
         import urllib.request
 
         say("opening a critical issue on the emulator: the Workspace status mirrors it")
-        body = json.dumps({"title": "Pods crash-looping in checkout", "severity": 1, "slxName": "k8s-deployment-health"})
+        body = json.dumps(
+            {"title": "Pods crash-looping in checkout", "severity": 1, "slxName": "k8s-deployment-health"}
+        )
         req = urllib.request.Request(
             f"{self.emulator_url}/_emulator/workspaces/demo/issues",
             data=body.encode(),
             method="POST",
             headers={"Content-Type": "application/json"},
         )
-        urllib.request.urlopen(req, timeout=10).close()  # noqa: S310
-        self.k("annotate", f"workspaces.{GROUP}/demo", "-n", "default",
-               f"{GROUP}/reconcile-requested-at={time.time()}", "--overwrite", capture=True)
+        urllib.request.urlopen(req, timeout=10).close()
+        self.k(
+            "annotate",
+            f"workspaces.{GROUP}/demo",
+            "-n",
+            "default",
+            f"{GROUP}/reconcile-requested-at={time.time()}",
+            "--overwrite",
+            capture=True,
+        )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            out = self.k("get", f"workspaces.{GROUP}/demo", "-n", "default",
-                         "-o", "jsonpath={.status.openIssues.count}", capture=True).stdout
+            out = self.k(
+                "get",
+                f"workspaces.{GROUP}/demo",
+                "-n",
+                "default",
+                "-o",
+                "jsonpath={.status.openIssues.count}",
+                capture=True,
+            ).stdout
             if out.strip() == "1":
                 return
             time.sleep(1)
@@ -188,7 +223,15 @@ class Demo:
     def teardown(self) -> None:
         if self.external:
             for path in reversed(self.applied):
-                self.k("delete", "-f", str(path), "--ignore-not-found", "--wait=true", "--timeout=60s", check=False)
+                self.k(
+                    "delete",
+                    "-f",
+                    str(path),
+                    "--ignore-not-found",
+                    "--wait=true",
+                    "--timeout=60s",
+                    check=False,
+                )
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -289,7 +289,8 @@ class RunWhenEnv:
             conds = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
             last = dict(conds.get(type_) or {})
             current = last.get("observedGeneration") in (None, obj["metadata"].get("generation"))
-            return current and last.get("status") == status and (reason is None or last.get("reason") == reason)
+            wanted = last.get("status") == status and (reason is None or last.get("reason") == reason)
+            return current and wanted
 
         wait_for(check, timeout, lambda: f"{kind} {name} {type_}={status} ({reason}); last: {last}")
         return self.get(kind, name)

@@ -278,8 +278,8 @@ KINDS: tuple[KindInfo, ...] = (
         short_names=("rwrun",),
         scope="Namespaced",
         description=(
-            "One run of a RunWhen workflow. The operator starts at most one run for it (see docs/workflowrun.md) and follows it "
-            "until it finishes; the spec is immutable."
+            "One run of a RunWhen workflow. The operator starts at most one run for it, even across "
+            "restarts, and follows it until it finishes; the spec is immutable."
         ),
         spec_model=workflowrun.WorkflowRunSpec,
         status_model=workflowrun.WorkflowRunStatus,
