@@ -367,6 +367,11 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     if template_of(request) == f"{API_PREFIX}/schema":
         return await handler(request)
     if faults.config.latency_ms:
+        # The body is received first, as a real server behind a proxy would: a client that gives up
+        # during the delay has still sent its request, which is then applied (the case that makes a
+        # lost answer ambiguous for the client).
+        if request.can_read_body:
+            await request.read()
         await asyncio.sleep(faults.config.latency_ms / 1000.0)
     retry_after = faults.retry_after()
     if retry_after is not None:
