@@ -173,8 +173,16 @@ class Operator:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Operator:
+        # RUNWHEN_BENCH_PROFILE=DIR runs the operator under cProfile (written at a clean stop).
+        profile_dir = os.environ.get("RUNWHEN_BENCH_PROFILE")
+        profile = (
+            ["-m", "cProfile", "-o", str(Path(profile_dir) / f"{self.log_path.stem}.prof")]
+            if profile_dir
+            else []
+        )
         argv = [
             sys.executable,
+            *profile,
             "-m",
             "runwhen_operator",
             "run",

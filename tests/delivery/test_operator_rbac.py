@@ -114,24 +114,7 @@ def test_operator_works_with_the_namespaced_rbac(
     watched = f"t-{uuid.uuid4().hex[:10]}"
     core, custom = client.CoreV1Api(k8s_api), client.CustomObjectsApi(k8s_api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=watched)))
-    conn_name = f"conn-{namespace}"
-    core.create_namespaced_secret(
-        namespace,
-        client.V1Secret(
-            metadata=client.V1ObjectMeta(name="creds"), string_data={"username": "admin", "password": "admin"}
-        ),
-    )
-    custom.create_cluster_custom_object(
-        GROUP,
-        VERSION,
-        "clusterrunwhenconnections",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "ClusterRunWhenConnection",
-            "metadata": {"name": conn_name},
-            "spec": {"url": emulator.url, "credentialsSecretRef": {"name": "creds", "namespace": namespace}},
-        },
-    )
+    conn_name = _create_connection(k8s_api, namespace, emulator.url)
     conn_ref = {"kind": "ClusterRunWhenConnection", "name": conn_name}
     custom.create_namespaced_custom_object(
         GROUP,
@@ -178,6 +161,23 @@ def test_operator_works_with_the_namespaced_rbac(
             },
         },
     )
+    custom.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        watched,
+        "personas",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Persona",
+            "metadata": {"name": "eager-edgar"},
+            "spec": {
+                "connectionRef": conn_ref,
+                "workspaceRef": {"name": "demo"},
+                "fullName": "Eager Edgar",
+                "filterConfidenceThreshold": 0.6,
+            },
+        },
+    )
     log = tmp_path / "operator.log"
     try:
         values: dict[str, Any] = {"watchNamespaces": [watched], "replicaCount": replicas}
@@ -209,25 +209,20 @@ def test_operator_works_with_the_namespaced_rbac(
                     return {i["metadata"]["name"] for i in items}
 
                 _wait("the connection to be Ready", lambda: _ready(connection()), log)
-                # Events about the cluster-scoped connection go to the operator's own namespace
-                _wait(
-                    "an Event about the connection in the operator's namespace",
-                    lambda: [
-                        e
-                        for e in core.list_namespaced_event(namespace).items
-                        if (e.involved_object.kind, e.involved_object.name)
-                        == ("ClusterRunWhenConnection", conn_name)
-                    ],
-                    log,
-                )
                 _wait("the Workspace to be Ready", lambda: _ready(get("workspaces", "demo")), log)
                 _wait("the Workflow to be Ready", lambda: _ready(get("workflows", "triage")), log)
+                _wait("the Persona to be Ready", lambda: _ready(get("personas", "eager-edgar")), log)
+                assert [p["name"] for p in emulator.state()["personas"]] == ["eager-edgar"]
                 secret = _wait("the webhook Secret", lambda: _secret(core, watched, "triage-webhook"), log)
                 assert secret.data["token"]
                 assert [w["name"] for w in emulator.state()["workflows"]] == ["triage"]
                 # the operator wrote status and its finalizer only: no spec change (the generation
                 # would move), no annotations (a GitOps tool would see no diff either way)
-                for plural, name in (("workspaces", "demo"), ("workflows", "triage")):
+                for plural, name in (
+                    ("workspaces", "demo"),
+                    ("workflows", "triage"),
+                    ("personas", "eager-edgar"),
+                ):
                     obj = get(plural, name)
                     assert obj["metadata"]["generation"] == 1, obj["metadata"]
                     assert not obj["metadata"].get("annotations"), obj["metadata"]
@@ -235,8 +230,12 @@ def test_operator_works_with_the_namespaced_rbac(
 
                 # deletion: remote objects go, finalizers are removed
                 custom.delete_namespaced_custom_object(GROUP, VERSION, watched, "workflows", "triage")
+                custom.delete_namespaced_custom_object(GROUP, VERSION, watched, "personas", "eager-edgar")
+                _wait("the children to be gone", lambda: not names("workflows") | names("personas"), log)
+                assert emulator.state()["workflows"] == []
+                assert emulator.state()["personas"] == []
                 custom.delete_namespaced_custom_object(GROUP, VERSION, watched, "workspaces", "demo")
-                _wait("the objects to be gone", lambda: not names("workflows") | names("workspaces"), log)
+                _wait("the Workspace to be gone", lambda: not names("workspaces"), log)
                 assert emulator.state()["workspaces"] == []
                 custom.delete_cluster_custom_object(GROUP, VERSION, "clusterrunwhenconnections", conn_name)
                 _wait(
@@ -257,6 +256,61 @@ def test_operator_works_with_the_namespaced_rbac(
     text = log.read_text()
     forbidden = [line for line in text.splitlines() if "forbidden" in line.lower() or " 403" in line]
     assert not forbidden, "\n".join(forbidden[:20])
+
+
+def _create_connection(api: client.ApiClient, namespace: str, url: str) -> str:
+    """A ClusterRunWhenConnection whose credentials Secret is in the operator's namespace."""
+    name = f"conn-{namespace}"
+    client.CoreV1Api(api).create_namespaced_secret(
+        namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="creds"), string_data={"username": "admin", "password": "admin"}
+        ),
+    )
+    client.CustomObjectsApi(api).create_cluster_custom_object(
+        GROUP,
+        VERSION,
+        "clusterrunwhenconnections",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ClusterRunWhenConnection",
+            "metadata": {"name": name},
+            "spec": {"url": url, "credentialsSecretRef": {"name": "creds", "namespace": namespace}},
+        },
+    )
+    return name
+
+
+def test_events_about_a_cluster_connection_are_recorded(
+    control_plane, k8s_api, namespace, crds_installed, sa_kubeconfig, emulator, tools, tmp_path
+):
+    watched = f"t-{uuid.uuid4().hex[:10]}"
+    core, custom = client.CoreV1Api(k8s_api), client.CustomObjectsApi(k8s_api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=watched)))
+    conn_name = _create_connection(k8s_api, namespace, emulator.url)
+    log = tmp_path / "operator.log"
+
+    def events() -> list[Any]:
+        found = core.list_event_for_all_namespaces(field_selector=f"involvedObject.name={conn_name}").items
+        return [e for e in found if e.involved_object.kind == "ClusterRunWhenConnection"]
+
+    try:
+        values: dict[str, Any] = {"watchNamespaces": [watched]}
+        with _release(tools, control_plane.kubeconfig, namespace, values) as release:
+            kubeconfig = sa_kubeconfig(namespace, CHART_SA, create=False)
+            args, env = _chart_command(tools, namespace, release, values)
+            with _operator(kubeconfig, args, env, log):
+                _wait(
+                    "an Event about the connection, or a failure to record one",
+                    lambda: events() or "could not record event" in log.read_text(),
+                    log,
+                )
+    finally:
+        with contextlib.suppress(client.ApiException):
+            custom.delete_cluster_custom_object(GROUP, VERSION, "clusterrunwhenconnections", conn_name)
+        core.delete_namespace(watched)
+    assert "could not record event" not in log.read_text()
+    assert [e.reason for e in events()][:1] == ["Verified"]
 
 
 def _secret(core: client.CoreV1Api, namespace: str, name: str) -> Any:

@@ -57,8 +57,7 @@ class Kube:
     def __init__(
         self, configuration: client.Configuration, *, threads: int = 16, event_namespace: str = "default"
     ) -> None:
-        # Events about cluster-scoped objects go to the operator's own namespace (where its RBAC
-        # allows them), not to `default`.
+        # The API server accepts an Event about a cluster-scoped object only in `default`.
         self.event_namespace = event_namespace
         self.api = client.ApiClient(configuration)
         self.custom = client.CustomObjectsApi(self.api)

@@ -4,10 +4,11 @@ Every replica watches (its cache stays warm); only the holder of the Lease runs 
 holder renews the Lease every `retry_period`; a standby takes it over when the holder has not renewed
 it for `lease_duration` as measured on the standby's own clock (as client-go does: the time a
 renewal was *observed*, never the holder's timestamps, so clock skew between nodes does not matter).
-A holder that cannot renew within `renew_deadline` stops acting at once: every attempt is bounded in
-time, so an API server that does not answer (a partition drops packets rather than refusing them)
-cannot keep a holder acting past the point where a standby may take over. A holder that sees the
-Lease held by another identity stops at once too.
+A holder that cannot renew within `renew_deadline` stops acting at once, before any standby may take
+over: every attempt is bounded in time (a partition drops packets rather than refusing them, and an
+unanswered request must not keep a holder acting), and a timer stops the holder at its deadline even
+while an attempt is still under way or the process was frozen (a paused VM, a long GC) past it. A
+holder that sees the Lease held by another identity stops at once too.
 """
 
 from __future__ import annotations
@@ -57,14 +58,16 @@ class LeaderElector:
         self._observed: tuple[str | None, str | None] = (None, None)  # (holder, renewTime) last seen
         self._observed_at = 0.0
         self._last_renewed = 0.0
+        self._deadline: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         try:
             while True:
                 # A holder's attempts end by its renew deadline; a standby's within the same span.
+                started = time.monotonic()
                 budget = self.renew_deadline
                 if self.leading:
-                    budget = max(0.0, self._last_renewed + self.renew_deadline - time.monotonic())
+                    budget = self._last_renewed + self.renew_deadline - started
                 try:
                     acquired = await asyncio.wait_for(self._try_acquire_or_renew(), max(budget, 0.1))
                 except TimeoutError:
@@ -73,35 +76,54 @@ class LeaderElector:
                 except Exception as exc:  # the API may be briefly unavailable; keep trying
                     log.warning("leader election: %s", exc)
                     acquired = False
-                now = time.monotonic()
-                if self.leading and not acquired and self._held_by_other:
-                    self.leading = False
-                    log.warning("lost the leadership (the Lease is held by %s)", self._observed[0])
-                    self.on_stopped()
-                elif acquired:
-                    self._last_renewed = now
-                    if not self.leading:
-                        self.leading = True
-                        log.info(
-                            "became the leader (Lease %s/%s, identity %s)",
-                            self.namespace,
-                            self.name,
-                            self.identity,
-                        )
-                        self.on_started()
-                elif self.leading and now - self._last_renewed > self.renew_deadline:
-                    self.leading = False
-                    log.warning(
-                        "lost the leadership (could not renew the Lease in %.0fs)", self.renew_deadline
-                    )
-                    self.on_stopped()
+                if acquired:
+                    self._renewed(started)
+                elif self.leading and self._held_by_other:
+                    self._stop_leading(f"the Lease is held by {self._observed[0]}")
+                elif self.leading and time.monotonic() - self._last_renewed > self.renew_deadline:
+                    self._deadline_passed()
                 await asyncio.sleep(self.retry_period)
         finally:
+            if self._deadline is not None:
+                self._deadline.cancel()
             if self.leading:
                 try:
                     await asyncio.wait_for(self._release(), 2 * self.retry_period)
                 except TimeoutError:
                     log.info("could not release the Lease: no answer from the API server")
+
+    def _renewed(self, started: float) -> None:
+        """The Lease was written by the attempt begun at `started` (monotonic clock).
+
+        The deadline counts from the start of the attempt, not from its answer: the write reached the
+        API server after that start, so a standby cannot have seen it earlier, however late the answer
+        came back.
+        """
+        self._last_renewed = started
+        # The event loop's clock is the monotonic clock: the timer fires at the deadline whatever this
+        # task is waiting for, and before the workers resume after a freeze (due timers run first).
+        if self._deadline is not None:
+            self._deadline.cancel()
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.call_at(
+            loop.time() + started + self.renew_deadline - time.monotonic(), self._deadline_passed
+        )
+        if not self.leading:
+            self.leading = True
+            log.info("became the leader (Lease %s/%s, identity %s)", self.namespace, self.name, self.identity)
+            self.on_started()
+
+    def _deadline_passed(self) -> None:
+        self._stop_leading(f"could not renew the Lease in {self.renew_deadline:.0f}s")
+
+    def _stop_leading(self, why: str) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self.leading:
+            self.leading = False
+            log.warning("lost the leadership (%s)", why)
+            self.on_stopped()
 
     @property
     def _held_by_other(self) -> bool:

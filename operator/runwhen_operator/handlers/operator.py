@@ -88,9 +88,11 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings,
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.watching.reconnect_backoff = 1.0
-    settings.batching.worker_limit = 1000
-    settings.batching.idle_timeout = 60.0
-    settings.batching.batch_window = 0.05
+    # Kopf runs one short-lived task per object only to hand its events to the runtime: no limit on
+    # them (a limit stalls the whole watch of a kind once that many objects had events in the last
+    # idle_timeout), and they exit soon after their last event.
+    settings.queueing.worker_limit = None
+    settings.queueing.idle_timeout = 5.0
     # High availability uses a Lease (handlers/leader.py), not Kopf's peering: Kopf's peering pauses
     # only Kopf's own handlers, while reconciles here run from the runtime's queue and timers.
     settings.peering.standalone = True
@@ -120,7 +122,7 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings,
         configuration = kube.load_configuration(config.kubeconfig)
         ctx = context.Context(
             controller=runtime.Controller(workers=config.workers),
-            kube=kube.Kube(configuration, event_namespace=config.leader_namespace),
+            kube=kube.Kube(configuration),
             registry=registry_mod.Registry(**config.client_options),
             listings=listing.ListingCache(),
             options=config.options,
