@@ -73,6 +73,15 @@ class ConnectionReconciler:
                 body, "False", "SecretNotFound", f"Secret {secret_ns}/{secret_name} not found"
             )
             return await self._finish(body, cid, status, was_ready, ready=False)
+        except kube.Denied:
+            # Typically a namespaced install whose RBAC covers only its own namespace's Secrets.
+            await ctx.registry.remove(cid)
+            message = (
+                f"the operator may not read Secret {secret_ns}/{secret_name}: its RBAC does not cover that "
+                "namespace (keep the credentials in the operator's namespace, or grant get on it)"
+            )
+            status = self._status(body, "False", "SecretNotReadable", message)
+            return await self._finish(body, cid, status, was_ready, ready=False)
         except connections.CredentialsError as exc:
             await ctx.registry.remove(cid)
             message = f"Secret {secret_ns}/{secret_name}: {exc}"

@@ -35,6 +35,10 @@ class Gone(Exception):
     """The object no longer exists (HTTP 404)."""
 
 
+class Denied(Exception):
+    """The operator's RBAC does not allow the call (HTTP 403)."""
+
+
 def _as_body(result: object) -> Body:
     if not isinstance(result, dict):
         raise TypeError(f"unexpected answer from the API server: {type(result).__name__}")
@@ -74,6 +78,8 @@ class Kube:
                 raise Conflict(str(exc.reason)) from None
             if exc.status == 404:
                 raise Gone(str(exc.reason)) from None
+            if exc.status == 403:
+                raise Denied(str(exc.reason)) from None
             raise
 
     def close(self) -> None:
@@ -167,7 +173,7 @@ class Kube:
         self.writes += 1
         try:
             await self.call(self.core.create_namespaced_event, namespace, event)
-        except (client.ApiException, Conflict, Gone) as exc:  # events are best effort
+        except (client.ApiException, Conflict, Gone, Denied) as exc:  # events are best effort
             log.warning("could not record event %s on %s: %s", reason, meta["name"], exc)
 
     # -- secrets -----------------------------------------------------------------------------

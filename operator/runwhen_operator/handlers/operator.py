@@ -195,6 +195,7 @@ def _register_watch(registry: kopf.OperatorRegistry, state: dict[str, Any], kind
             return
         raw = copy.deepcopy(dict(body))
         meta = raw.get("metadata", {})
+        meta.pop("managedFields", None)  # half of a stored body, and nothing here reads it
         if event.get("type") == "DELETED":
             ctx.controller.observe(kind, raw, deleted=True, jobs=("reconcile", "monitor"))
             if kind == context.KIND_WORKSPACE:  # its health timer is gone: so are its series
