@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +29,7 @@ class Options:
     default_poll_interval: float = 300.0
     connection_check_interval: float = 60.0
     settle_delay: float = 2.0  # after a lost create answer: look again this soon
+    startup_grace: float = 15.0  # after a start, how long a missing connection object may be unseen
     max_message_length: int = 1024
 
 
@@ -55,6 +57,10 @@ class Context:
     listings: listing.ListingCache
     options: Options = field(default_factory=Options)
     metrics: Metrics = field(default_factory=Metrics)
+    started: float = field(default_factory=time.monotonic)
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started
 
 
 def now() -> str:

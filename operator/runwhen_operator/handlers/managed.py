@@ -35,6 +35,10 @@ PLURALS = {
 }
 
 
+class NotYet(Exception):
+    """Nothing to say yet (a connection is being checked): look again shortly, write nothing."""
+
+
 @dataclass
 class Prepared:
     desired: Any
@@ -128,6 +132,8 @@ class ManagedReconciler:
             prepared = await self.prepare(body, spec, client, max_age=max_age)
             external = prepared.external
             desired = prepared.desired
+        except NotYet:
+            return runtime.Result(after=1.0)
         except externals.Blocked as blocked:
             client = None
             external = externals.BlockedExternal(self.describe(body, spec), blocked.reason, blocked.message)
@@ -194,16 +200,31 @@ class ManagedReconciler:
 
     # -- steps -------------------------------------------------------------------------------
     def _client(self, body: Body, spec: Any) -> Any:
+        """The connection's client; `Blocked` with the reason; `NotYet` while its verdict is pending.
+
+        After a restart the connections are checked again before anything uses them; until a
+        connection has a verdict, its objects wait quietly instead of reporting it not ready, so a
+        restart flips no condition and writes nothing.
+        """
         cid = context.connection_id(body, spec.connection_ref)
         conn = self.ctx.registry.get(cid)
         where = f"{cid[0]} {cid[1] + '/' if cid[1] else ''}{cid[2]}"
-        if conn is None:
-            raise externals.Blocked(engine.REASON_CONNECTION_NOT_READY, f"{where} is not available")
-        if not conn.ready:
+        if conn is not None and conn.verified:
+            if conn.ready:
+                return conn.client
             raise externals.Blocked(
                 engine.REASON_CONNECTION_NOT_READY, f"{where} is not ready: {conn.message}"
             )
-        return conn.client
+        conn_body = self.ctx.controller.store.get(cid[0], cid[1], cid[2])
+        if conn_body is None:
+            if self.ctx.uptime() < self.ctx.options.startup_grace:
+                raise NotYet(f"{where} not seen yet")
+            raise externals.Blocked(engine.REASON_CONNECTION_NOT_READY, f"{where} does not exist")
+        verdict = context.condition_index(conn_body.get("status") or {}).get(common.CONDITION_READY) or {}
+        if conn is None and verdict.get("status") == "False":
+            message = verdict.get("message") or verdict.get("reason") or "not ready"
+            raise externals.Blocked(engine.REASON_CONNECTION_NOT_READY, f"{where} is not ready: {message}")
+        raise NotYet(f"{where} is being checked")
 
     def _connection_refused(self, body: Body, spec: Any, message: str) -> None:
         cid = context.connection_id(body, spec.connection_ref)
