@@ -35,7 +35,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only", action="append", choices=_modules(), help="run only this bench (repeatable; default: all)"
     )
     parser.add_argument(
-        "--sizes", default="100,1000,5000", help="operator: N values for the initial sync (default: %(default)s)"
+        "--sizes",
+        default="100,1000,5000",
+        help="operator: N values for the initial sync (default: %(default)s)",
     )
     parser.add_argument("--workers", type=int, default=16, help="operator --workers and direct concurrency")
     parser.add_argument("--rate", type=float, default=200.0, help="the connection's requestsPerSecond")

@@ -43,7 +43,6 @@ from bench.harness import (
     dump,
     log,
     parse_time,
-    wait_until,
 )
 
 SIZES = (100, 1_000, 5_000)
@@ -61,13 +60,13 @@ def workspaces_for(n: int) -> int:
     return max(10, min(50, n // 50))  # 100 -> 10, 1,000 -> 20, 5,000 -> 50
 
 
-def definition(i: int) -> dict[str, Any]:
+def definition(i: int, title: str = "Check pods") -> dict[str, Any]:
     return {
         "fromActivities": [
             {
                 "name": "on-alert",
                 "match": {"activityVerbs": ["alert"], "slxs": [f"slx-{i}"]},
-                "actions": [{"tasks": {"slx": f"slx-{i}", "titles": ["Check pods"], "sessionTTL": "20m"}}],
+                "actions": [{"tasks": {"slx": f"slx-{i}", "titles": [title], "sessionTTL": "20m"}}],
             }
         ]
     }
@@ -187,7 +186,13 @@ def _summarise_requests(counts: Counter[str]) -> dict[str, int]:
         for k, v in counts.items()
         if k.startswith("GET ") and k.rsplit("/", 1)[-1] in ("health", "status", "issues")
     )
-    return {"total": sum(counts.values()), "reads": reads, "writes": writes, "lists": lists, "monitor": monitor}
+    return {
+        "total": sum(counts.values()),
+        "reads": reads,
+        "writes": writes,
+        "lists": lists,
+        "monitor": monitor,
+    }
 
 
 def sync_run(
@@ -261,7 +266,9 @@ def sync_run(
             remote_created[key] - sent for key, sent in creator.sent.items() if key in remote_created
         )
         to_ready = sorted(
-            watcher.first_ready[key] - sent for key, sent in creator.sent.items() if key in watcher.first_ready
+            watcher.first_ready[key] - sent
+            for key, sent in creator.sent.items()
+            if key in watcher.first_ready
         )
         names = Counter((k, n_) for k, n_ in remote_created)
         ready_n = watcher.ready_count()
@@ -288,7 +295,11 @@ def sync_run(
                 ),
                 "reconciles": dict(reconciles),
                 "reconciles_per_object": round(
-                    sum(v for k, v in reconciles.items() if not k.startswith(("Workspace/monitor", "Run", "Cluster")))
+                    sum(
+                        v
+                        for k, v in reconciles.items()
+                        if not k.startswith(("Workspace/monitor", "Run", "Cluster"))
+                    )
                     / plan.total,
                     2,
                 ),
@@ -305,10 +316,12 @@ def sync_run(
             f"{seconds:.1f}s ({result['objects_per_second']}/s), p50/p99 apply->remote "
             f"{result['apply_to_remote_p50_s']}/{result['apply_to_remote_p99_s']}s, "
             f"{result['runwhen_requests_per_object']} RunWhen req/object, "
-            f"{result['kube_writes_per_object']} kube writes/object, peak RSS {result['operator_peak_rss_mb']} MB"
+            f"{result['kube_writes_per_object']} kube writes/object, "
+            f"peak RSS {result['operator_peak_rss_mb']} MB"
         )
         if steady and complete:
             result["steady"] = steady_state(stack, watcher, plan)
+            result["changes"] = change_latency(stack, plan)
             result["restart"] = restart_probe(stack, watcher, plan)
         watcher.stop()
     dump(OUT / f"result-{label}.json", result)
@@ -330,7 +343,8 @@ def _quiet(watcher: Watcher, seconds: float, timeout: float) -> None:
 
 
 def steady_state(stack: Stack, watcher: Watcher, plan: Plan) -> dict[str, Any]:
-    assert stack.api is not None and stack.operator is not None
+    assert stack.api is not None
+    assert stack.operator is not None
     interval = float(STEADY_POLL.rstrip("s"))
     log(f"steady: settling, then {STEADY_WINDOW:.0f}s idle with poll interval {STEADY_POLL}")
     time.sleep(2 * interval)
@@ -365,9 +379,71 @@ def steady_state(stack: Stack, watcher: Watcher, plan: Plan) -> dict[str, Any]:
     return out
 
 
+def change_latency(stack: Stack, plan: Plan, count: int = 30, spacing: float = 0.5) -> dict[str, Any]:
+    """With the N objects in sync: create `count` new Workflows and change `count` existing ones,
+    one at a time, and time each from the Kubernetes write to the remote object's createdAt/updatedAt."""
+    assert stack.api is not None
+    custom = client.CustomObjectsApi(stack.api)
+    log(f"changes: {count} creates and {count} updates, one every {spacing}s")
+    created: dict[str, float] = {}
+    updated: dict[str, float] = {}
+    for k in range(count):
+        ws = plan.workspaces[k % plan.w]
+        name = f"probe-{k:03d}"
+        spec = {"connectionRef": CONNECTION_REF, "workspaceRef": {"name": ws}, "definition": definition(k)}
+        created[name] = time.time()
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, "workflows", Plan._body("Workflow", name, spec)
+        )
+        time.sleep(spacing)
+        name = f"wf-{2 * k:05d}"
+        updated[name] = time.time()
+        custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            "workflows",
+            name,
+            {"spec": {"definition": definition(2 * k, "Changed")}},
+        )
+        time.sleep(spacing)
+    create_latency: dict[str, float] = {}
+    update_latency: dict[str, float] = {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        remote = {w["name"]: w for w in stack.emulator.state()["workflows"]}
+        for name, sent in created.items():
+            if name in remote:
+                create_latency[name] = parse_time(remote[name]["createdAt"]) - sent
+        for name, sent in updated.items():
+            obj = remote.get(name)
+            titles = obj["definition"]["fromActivities"][0]["actions"][0]["tasks"]["titles"] if obj else []
+            if titles == ["Changed"]:
+                update_latency[name] = parse_time(obj["updatedAt"]) - sent
+        if len(create_latency) == count and len(update_latency) == count:
+            break
+        time.sleep(1.0)
+    both = sorted([*create_latency.values(), *update_latency.values()])
+    out = {
+        "creates": len(create_latency),
+        "updates": len(update_latency),
+        "spacing_seconds": spacing,
+        "create_p50_s": round(percentile(sorted(create_latency.values()), 50), 3),
+        "create_p99_s": round(percentile(sorted(create_latency.values()), 99), 3),
+        "update_p50_s": round(percentile(sorted(update_latency.values()), 50), 3),
+        "update_p99_s": round(percentile(sorted(update_latency.values()), 99), 3),
+        "p50_s": round(percentile(both, 50), 3),
+        "p99_s": round(percentile(both, 99), 3),
+        "max_s": round(both[-1], 3) if both else None,
+    }
+    log(f"changes: {out}")
+    return out
+
+
 def restart_probe(stack: Stack, watcher: Watcher, plan: Plan) -> dict[str, Any]:
     """SIGKILL the settled operator, start it again: what does coming back cost?"""
-    assert stack.api is not None and stack.operator is not None
+    assert stack.api is not None
+    assert stack.operator is not None
     stack.emulator.reset_requests()
     modified0 = watcher.modified_total()
     events0 = sum(count_events(stack.api).values())

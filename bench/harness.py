@@ -492,12 +492,17 @@ class Stack:
 
     def start_operator(self, *, workers: int, poll_interval: str) -> Operator:
         self.operator = Operator(
-            self.plane.kubeconfig, OUT / f"operator-{self.label}.log", workers=workers, poll_interval=poll_interval
+            self.plane.kubeconfig,
+            OUT / f"operator-{self.label}.log",
+            workers=workers,
+            poll_interval=poll_interval,
         ).start()
         custom = client.CustomObjectsApi(self.api)
 
         def connection_ready() -> bool:
-            obj = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "runwhenconnections", CONNECTION)
+            obj = custom.get_namespaced_custom_object(
+                GROUP, VERSION, NAMESPACE, "runwhenconnections", CONNECTION
+            )
             return ready(obj)
 
         wait_until(connection_ready, 60, "the RunWhenConnection Ready")

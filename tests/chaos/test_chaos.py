@@ -92,7 +92,9 @@ class Chaos:
     def requests(self) -> Counter[str]:
         return self.requests_before_restart + Counter(self.emulator.requests())
 
-    def at_progress(self, fraction: float, action: Callable[[], None], what: str, timeout: float = 30) -> None:
+    def at_progress(
+        self, fraction: float, action: Callable[[], None], what: str, timeout: float = 30
+    ) -> None:
         """Run `action` once `fraction` of the 2N objects exist remotely (or after `timeout`)."""
         target = int(2 * N * fraction)
         deadline = time.monotonic() + timeout

@@ -27,13 +27,6 @@ def _snapshot(rw: RunWhenEnv) -> dict[str, dict[str, str]]:
     return {kind: rw.k8s_resource_versions(kind) for kind in KINDS}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "until the operator waits for a connection it has not verified yet, a restart writes "
-        "ConnectionNotReady on every object, then Ready again (docs/benchmarks.md, Restart)"
-    ),
-)
 def test_restart_writes_nothing_and_keeps_ready(rw: RunWhenEnv) -> None:
     proc = rw.start_operator()
     rw.apply("Workspace", "steady", {"deletionPolicy": "Delete"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 
 import pytest
@@ -70,8 +71,10 @@ def test_metrics_after_a_workspace_with_an_issue_and_drift(rw: RunWhenEnv) -> No
     rw.emulator.open_issue("metered", "Disk filling", 3, "disk")
     rw.emulator.set_health("metered", status="degraded")
     wait_for(
-        lambda: (_status(rw, "metered").get("openIssues") or {}).get("count") == 2
-        and (_status(rw, "metered").get("health") or {}).get("state") == "Degraded",
+        lambda: (
+            (_status(rw, "metered").get("openIssues") or {}).get("count") == 2
+            and (_status(rw, "metered").get("health") or {}).get("state") == "Degraded"
+        ),
         30,
         "the issues and Degraded health in status",
     )
@@ -84,31 +87,35 @@ def test_metrics_after_a_workspace_with_an_issue_and_drift(rw: RunWhenEnv) -> No
     # Server errors on reads: the client retries, and says so.
     rw.emulator.set_faults(error_rate=0.5, seed=7)
     before = scrape(proc).total("runwhen_operator_api_retries_total")
-    wait_for(
-        lambda: scrape(proc).total("runwhen_operator_api_retries_total") > before, 30, "a counted retry"
-    )
+    wait_for(lambda: scrape(proc).total("runwhen_operator_api_retries_total") > before, 30, "a counted retry")
     rw.emulator.clear_faults()
+
+    last: list[Scrape] = []
 
     def settled() -> bool:
         m = scrape(proc)
+        last[:] = [m]
         return (
             m.value("runwhen_operator_workspace_open_issues", workspace="metered", severity="critical") == 1
+            and m.value("runwhen_operator_workspace_health", workspace="metered", state="Degraded") == 1
             and m.total("runwhen_operator_drift_corrections_total", kind="Workspace") >= 1
         )
 
     wait_for(settled, 30, lambda: f"the gauges to follow the status:\n{proc.metrics()}")
-    m = scrape(proc)
+    m = last[0]  # the scrape that showed them settled: every assertion below reads that one
     ns = rw.namespace
 
     # Reconciles by kind and result; the duration histogram saw every one of them.
     ok = m.value("runwhen_operator_reconciles_total", kind="Workspace", result="ok")
-    assert ok is not None and ok >= 2
+    assert ok is not None
+    assert ok >= 2
     monitor_passes = m.total("runwhen_operator_reconciles_total", kind="Workspace/monitor")
     assert monitor_passes >= 1
     for kind in ("Workspace", "Workspace/monitor", "ClusterRunWhenConnection"):
         passes = m.total("runwhen_operator_reconciles_total", kind=kind)
         observed = m.value("runwhen_operator_reconcile_duration_seconds_count", kind=kind)
-        assert observed is not None and passes >= 1
+        assert observed is not None
+        assert passes >= 1
         # Read in one scrape, but the histogram and the counter are updated in the same call, so a
         # pass finishing between the two lines of the exposition is the only possible difference.
         assert passes - 1 <= observed <= passes + 1, (kind, passes, observed)
@@ -152,7 +159,9 @@ def test_metrics_after_a_workspace_with_an_issue_and_drift(rw: RunWhenEnv) -> No
     assert states == {"Healthy": 0, "Degraded": 1, "Unhealthy": 0, "Unknown": 0}
     issues = {
         lab["severity"]: value
-        for lab, value in m.select("runwhen_operator_workspace_open_issues", namespace=ns, workspace="metered")
+        for lab, value in m.select(
+            "runwhen_operator_workspace_open_issues", namespace=ns, workspace="metered"
+        )
     }
     assert issues == {"critical": 1, "major": 0, "minor": 1, "warning": 0}
 
@@ -164,17 +173,23 @@ def test_metrics_after_a_workspace_with_an_issue_and_drift(rw: RunWhenEnv) -> No
         {"displayName": "Metered", "deletionPolicy": "Delete", "monitoring": {"interval": "1h"}},
         annotations=FAST,
     )
-    wait_for(
-        lambda: scrape(proc).total("runwhen_operator_reconciles_total", kind="Workspace/monitor")
-        > monitor_passes + 1,
-        15,
-        "a health check after the change of interval",
-    )
+
+    def monitor_quiet() -> bool:
+        """No health check for longer than the old interval (2 s, jittered): the new one is in force."""
+        before = scrape(proc).total("runwhen_operator_reconciles_total", kind="Workspace/monitor")
+        time.sleep(4)
+        return scrape(proc).total("runwhen_operator_reconciles_total", kind="Workspace/monitor") == before
+
+    wait_for(monitor_quiet, 30, "the health checks to follow the 1h interval")
+    assert scrape(proc).total("runwhen_operator_reconciles_total", kind="Workspace/monitor") > monitor_passes
+    assert scrape(proc).select("runwhen_operator_workspace_health", workspace="metered")
     rw.delete("Workspace", "metered")
     rw.wait_gone("Workspace", "metered")
     wait_for(
-        lambda: not scrape(proc).select("runwhen_operator_workspace_health", workspace="metered")
-        and not scrape(proc).select("runwhen_operator_workspace_open_issues", workspace="metered"),
+        lambda: (
+            not scrape(proc).select("runwhen_operator_workspace_health", workspace="metered")
+            and not scrape(proc).select("runwhen_operator_workspace_open_issues", workspace="metered")
+        ),
         15,
         lambda: f"the workspace's series removed:\n{proc.metrics()}",
     )

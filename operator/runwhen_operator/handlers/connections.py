@@ -43,6 +43,7 @@ class ConnectionReconciler:
         cid: connections.ConnectionId = (self.kind, key.namespace, key.name)
         if body is None:
             await ctx.registry.remove(cid)
+            ctx.metrics.forget_connection(*cid)
             self._queue_dependents(cid)
             return runtime.Result()
         generation = body["metadata"].get("generation")

@@ -48,6 +48,8 @@ class Metrics:
 
     def forget_workspace(self, namespace: str, name: str) -> None: ...
 
+    def forget_connection(self, kind: str, namespace: str, name: str) -> None: ...
+
 
 @dataclass
 class Context:

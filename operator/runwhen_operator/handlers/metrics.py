@@ -90,6 +90,10 @@ class PrometheusMetrics(context.Metrics):
             if severity in open_issues:
                 self.issues.labels(namespace, name, severity).set(open_issues[severity])
 
+    def forget_connection(self, kind: str, namespace: str, name: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.connection.remove(kind, namespace, name)
+
     def forget_workspace(self, namespace: str, name: str) -> None:
         for gauge, values in ((self.health, HEALTH_STATES), (self.issues, SEVERITIES)):
             for value in values:

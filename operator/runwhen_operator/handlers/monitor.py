@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from runwhen_operator.api import common
-from runwhen_operator.handlers import context, runtime
+from runwhen_operator.handlers import context, kube, runtime
 from runwhen_operator.runwhen import errors
 
 log = logging.getLogger("runwhen_operator.monitor")
@@ -72,7 +72,7 @@ class WorkspaceMonitor:
                     status, "Unknown", "Unreachable", f"could not read health: {exc}", None, None
                 )
             }
-            await context.write_status(ctx, context.KIND_WORKSPACE, "workspaces", body, desired)
+            await _write(ctx, body, desired)
             ctx.metrics.workspace_health(key.namespace, key.name, "Unknown", {})
             return runtime.Result(after=runtime.jitter(min(interval, 60.0)), error=True)
 
@@ -125,7 +125,8 @@ class WorkspaceMonitor:
             "workspaceStatus": {"workspace": bool(flags.workspace), "sync": bool(flags.sync)},
             "openIssues": {"count": len(issues), "bySeverity": by_severity, "top": top},
         }
-        await context.write_status(ctx, context.KIND_WORKSPACE, "workspaces", body, desired)
+        if not await _write(ctx, body, desired):
+            return runtime.Result()
         ctx.metrics.workspace_health(key.namespace, key.name, state, by_severity)
         return runtime.Result(after=runtime.jitter(interval))
 
@@ -142,3 +143,12 @@ class WorkspaceMonitor:
         checked_at = old.pop("checkedAt", None)
         health["checkedAt"] = checked_at if old == health and checked_at else context.now()
         return health
+
+
+async def _write(ctx: context.Context, body: Body, desired: Body) -> bool:
+    """Patch the mirrored fields; False when the Workspace went away during the check."""
+    try:
+        await context.write_status(ctx, context.KIND_WORKSPACE, "workspaces", body, desired)
+    except kube.Gone:
+        return False
+    return True
