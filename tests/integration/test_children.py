@@ -270,4 +270,3 @@ def test_fifty_and_fifty_under_faults_and_crashes_make_no_duplicates(rw: RunWhen
     rw.emulator.clear_faults()
     assert rw.remote("workflows", "bulk") == []
     assert rw.remote("personas", "bulk") == []
-
