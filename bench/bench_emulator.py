@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import statistics
-import subprocess
-import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 
+from bench import harness
+
 CONCURRENCY = 16
 DURATION_SECONDS = 5.0
-TOKEN = "bench-token"
+TOKEN = harness.TOKEN
 WORKFLOW = {
     "name": "bench",
     "definition": {
@@ -35,43 +36,6 @@ WORKFLOW = {
 }
 
 Request = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
-
-
-def _start_emulator() -> tuple[subprocess.Popen[bytes], str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runwhen_operator.emulator",
-            "--port",
-            "0",
-            "--api-token",
-            TOKEN,
-            "--exit-with-parent",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline().decode().strip()
-    prefix = "runwhen-emulator listening on "
-    if not line.startswith(prefix):
-        proc.kill()
-        proc.wait()
-        raise RuntimeError(f"the emulator did not start: {line!r}")
-    return proc, line[len(prefix) :]
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 def _cpu_seconds(server: psutil.Process) -> float:
@@ -140,11 +104,12 @@ async def _run(url: str, server: psutil.Process, duration: float, concurrency: i
 
 def main(duration: float = DURATION_SECONDS, concurrency: int = CONCURRENCY) -> dict[str, Any]:
     """Measure; print one line per phase; return ``{"get": {...}, "post": {...}, ...}``."""
-    proc, url = _start_emulator()
-    try:
-        results = asyncio.run(_run(url, psutil.Process(proc.pid), duration, concurrency))
-    finally:
-        _stop(proc)
+    with tempfile.TemporaryDirectory() as tmp:
+        emulator = harness.Emulator(Path(tmp) / "emulator.log").start()
+        try:
+            results = asyncio.run(_run(emulator.url, psutil.Process(emulator.pid), duration, concurrency))
+        finally:
+            emulator.stop()
     results["concurrency"] = concurrency
     results["cpus"] = os.cpu_count()
     results["load_average_1m"] = round(os.getloadavg()[0], 2)

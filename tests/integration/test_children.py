@@ -111,7 +111,11 @@ def test_children_wait_for_the_workspace_then_sync(rw: RunWhenEnv) -> None:
     wait_for(lambda: len(rw.remote("personas", "ops")) == 1, 20, "persona recreated")
     new_id = rw.remote("personas", "ops")[0]["id"]
     wait_for(lambda: rw.get("Persona", "sre")["status"].get("id") == new_id, 20, "new id recorded")
-    assert "Recreated" in [e.reason for e in _events(rw) if e.involved_object.name == "sre"]
+    wait_for(
+        lambda: "Recreated" in [e.reason for e in _events(rw) if e.involved_object.name == "sre"],
+        10,
+        "a Recreated event",
+    )
 
     # Delete (the default for these kinds) removes the remote object; Orphan keeps it.
     rw.apply(

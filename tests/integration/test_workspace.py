@@ -57,8 +57,9 @@ def test_remote_drift_is_corrected_and_delete_policy_removes(rw: RunWhenEnv) -> 
             api.patch("workspaces/beta", json={"displayName": "changed behind our back"}).status_code == 200
         )
     wait_for(lambda: (rw.remote_workspace("beta") or {}).get("displayName") == "Beta", 20, "drift correction")
-    events = _event_reasons(rw, "beta")
-    assert "DriftCorrected" in events
+    # The Event is written after the remote fix and the status patch: wait for it, do not race it.
+    wait_for(lambda: "DriftCorrected" in _event_reasons(rw, "beta"), 10, "a DriftCorrected event")
+    assert "Updated" not in _event_reasons(rw, "beta")  # remote drift, not a spec change
 
     # Deleted remotely: recreated.
     with rw.emulator.client() as api:
@@ -88,7 +89,7 @@ def test_adoption_policies(rw: RunWhenEnv) -> None:
     wait_for(
         lambda: rw.remote_workspace("taken")["displayName"] == "Ours now", 20, "the adopted workspace updated"
     )
-    assert "Adopted" in _event_reasons(rw, "taken")
+    wait_for(lambda: "Adopted" in _event_reasons(rw, "taken"), 10, "an Adopted event")
 
 
 def test_observe_only_never_writes(rw: RunWhenEnv) -> None:

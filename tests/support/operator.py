@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.support.controlplane import Cluster, apply_manifest
+from tests.support.controlplane import Cluster, apply_manifest, testenv
 from tests.support.emulator import EmulatorProcess
 
 GROUP, VERSION = "platform.runwhen.com", "v1alpha1"
@@ -37,12 +36,6 @@ PLURALS = {
     "Persona": "personas",
     "WorkflowRun": "workflowruns",
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class OperatorProcess:
@@ -57,8 +50,8 @@ class OperatorProcess:
         self.log_path = log_path
         self.args = args or []
         self.env = env or {}
-        self.metrics_port = _free_port()
-        self.health_port = _free_port()
+        self.metrics_port = testenv.free_port()
+        self.health_port = testenv.free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 

@@ -46,7 +46,6 @@ class ConnectionReconciler:
             ctx.metrics.forget_connection(*cid)
             self._queue_dependents(cid)
             return runtime.Result()
-        generation = body["metadata"].get("generation")
         spec = self.spec_model.model_validate(body.get("spec") or {})
         secret_ns = (
             spec.credentials_secret_ref.namespace
@@ -98,7 +97,6 @@ class ConnectionReconciler:
         )
         if verified_now and conn.ready:
             status["lastVerifiedTime"] = context.now()
-        del generation
         return await self._finish(body, cid, status, was_ready, ready=conn.ready)
 
     def _status(

@@ -70,7 +70,9 @@ class ManagedReconciler:
     def identity_status(self, outcome: engine.Outcome, prepared: Prepared) -> Body:
         return {"id": outcome.external_id}
 
-    async def after_sync(self, body: Body, spec: Any, outcome: engine.Outcome, client: Any) -> Body:
+    async def after_sync(
+        self, body: Body, spec: Any, outcome: engine.Outcome, client: Any, prepared: Prepared
+    ) -> Body:
         """Kind-specific work once the remote object is in sync; returns extra status."""
         return {}
 
@@ -183,7 +185,7 @@ class ManagedReconciler:
             extra.update(self.identity_status(outcome, prepared))
             extra.update(prepared.extra_status)
             if request.managed:
-                extra.update(await self.after_sync(body, spec, outcome, client))
+                extra.update(await self.after_sync(body, spec, outcome, client, prepared))
         if poll_complaint:
             log.warning("%s: %s", key, poll_complaint)
         if fresh and outcome.synced.status == "True":
@@ -414,30 +416,27 @@ class WorkflowReconciler(ChildReconciler):
 
     def __init__(self, ctx: context.Context) -> None:
         super().__init__(ctx)
-        self._tokens_written: dict[tuple[str, str], tuple[Any, str]] = {}  # uid -> (workflow id, secret)
+        # uid -> (workflow id, Secret name) last written, so a resync does not re-read the token
+        self._tokens_written: dict[str, tuple[Any, str]] = {}
 
     def child_api(self, client: Any) -> externals.ChildApi:
         return externals.workflow_api(client)
 
-    async def after_sync(self, body: Body, spec: Any, outcome: engine.Outcome, client: Any) -> Body:
+    async def after_sync(
+        self, body: Body, spec: Any, outcome: engine.Outcome, client: Any, prepared: Prepared
+    ) -> Body:
         ref = spec.webhook_token_secret_ref
         if ref is None:
             return {"webhookTokenSecret": None}
         meta = body["metadata"]
-        cache_key = (meta["uid"], meta["namespace"])
+        cache_key = meta["uid"]
         wanted = (outcome.external_id, ref.name)
         if self._tokens_written.get(cache_key) == wanted:
             return {"webhookTokenSecret": ref.name}
-        workspace_name = (outcome.remote or {}).get("workspace") or self.workspace_name(body, spec)
-        token = await client.get_workflow_token(workspace_name, int(outcome.external_id))
-        data = {
-            "token": token.token.get_secret_value()
-            if hasattr(token.token, "get_secret_value")
-            else str(token.token)
-        }
-        url = getattr(token, "webhook_url", None)
-        if url:
-            data["webhookUrl"] = str(url)
+        token = await client.get_workflow_token(prepared.desired.workspace, int(outcome.external_id))
+        data = {"token": token.token.get_secret_value()}
+        if token.webhook_url:
+            data["webhookUrl"] = token.webhook_url
         labels = {
             "app.kubernetes.io/managed-by": "runwhen-operator",
             "platform.runwhen.com/workflow": meta["name"],
