@@ -136,7 +136,7 @@ def api(platform_emulator: EmulatorProcess) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def tools(
-    mcp_python: Path, platform_emulator: EmulatorProcess, api: httpx.Client, tmp_path: Path
+    platform_emulator: EmulatorProcess, api: httpx.Client, mcp_python: Path, tmp_path: Path
 ) -> Iterator[McpTools]:
     driver = McpTools(mcp_python, platform_emulator.url, API_TOKEN, tmp_path)
     try:
