@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 
-from runwhen_operator.runwhen import auth, client
+from runwhen_operator.runwhen import auth
+from tests.client.documented_client import DocumentedClient
 
 BASE = "https://papi.test.runwhen.example"
 _counter = itertools.count(1)
@@ -81,7 +82,7 @@ def make_client(
     handler: Handler,
     credentials: auth.PasswordCredentials | auth.TokenCredentials | None = None,
     **kw: Any,
-) -> tuple[client.RunWhenClient, Recorder]:
+) -> tuple[DocumentedClient, Recorder]:
     recorder = Recorder(handler)
     options: dict[str, Any] = {
         "backoff_base": 0.001,
@@ -90,7 +91,7 @@ def make_client(
         "burst": 10_000,
     }
     options.update(kw)
-    rw = client.RunWhenClient(
+    rw = DocumentedClient(
         options.pop("base_url", BASE),
         credentials or auth.TokenCredentials("static-token-value"),
         transport=httpx.MockTransport(recorder),

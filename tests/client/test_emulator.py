@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from runwhen_operator.runwhen import auth, client, errors
+from tests.client.documented_client import DocumentedClient
 
 LOGIN = ("POST", "/api/v3/token/")
 REFRESH = ("POST", "/api/v3/token/refresh/")
@@ -49,11 +50,11 @@ def hits(em: Any, method: str, path: str) -> int:
 
 
 def password_client(em: Any, **kw: Any) -> client.RunWhenClient:
-    return client.RunWhenClient(em.url, auth.PasswordCredentials(em.username, em.password), **kw)
+    return DocumentedClient(em.url, auth.PasswordCredentials(em.username, em.password), **kw)
 
 
 def token_client(em: Any, token: str | None = None, **kw: Any) -> client.RunWhenClient:
-    return client.RunWhenClient(em.url, auth.TokenCredentials(token or em.api_token), **kw)
+    return DocumentedClient(em.url, auth.TokenCredentials(token or em.api_token), **kw)
 
 
 def closed_port() -> int:
@@ -133,7 +134,7 @@ async def test_wrong_credentials_fail_verify_with_auth_errors(emulator: Any) -> 
             await rw.verify()
     assert info.value.status_code == 401
     assert hits(emulator, "GET", "/api/v3/workspaces/") == 1  # a 401 with a static token is final
-    async with client.RunWhenClient(emulator.url, auth.PasswordCredentials(emulator.username, "wrong")) as rw:
+    async with DocumentedClient(emulator.url, auth.PasswordCredentials(emulator.username, "wrong")) as rw:
         with pytest.raises(errors.AuthError):
             await rw.verify()
         with pytest.raises(errors.AuthenticationError):
@@ -299,7 +300,7 @@ async def test_5xx_get_recovers(emulator: Any) -> None:
 
 async def test_transport_error_against_a_closed_port() -> None:
     attempts: list[int] = []
-    rw = client.RunWhenClient(
+    rw = DocumentedClient(
         f"http://127.0.0.1:{closed_port()}",
         auth.TokenCredentials("whatever-token"),
         max_attempts=3,

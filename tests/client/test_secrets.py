@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from runwhen_operator.runwhen import auth, client, errors
+from runwhen_operator.runwhen import auth, errors
+from tests.client.documented_client import DocumentedClient
 
 PASSWORD = "pw-Zq8x7-never-logged"
 API_TOKEN = "pat-Kd93-never-logged"
@@ -80,7 +81,7 @@ async def test_no_secret_in_logs_reprs_or_errors(emulator_factory: Any, captured
     raised: list[BaseException] = []
     password_credentials = auth.PasswordCredentials("svc-operator", PASSWORD)
     token_credentials = auth.TokenCredentials(API_TOKEN)
-    rw = client.RunWhenClient(em.url, password_credentials, transport=transport, backoff_base=0.01)
+    rw = DocumentedClient(em.url, password_credentials, transport=transport, backoff_base=0.01)
 
     async def expect(exc_type: type[errors.RunWhenError], coro: Any) -> None:
         with pytest.raises(exc_type) as info:
@@ -109,17 +110,15 @@ async def test_no_secret_in_logs_reprs_or_errors(emulator_factory: Any, captured
         await rw.delete_workspace("secret-ws")
         raised_repr += [repr(rw), str(rw)]
 
-    async with client.RunWhenClient(em.url, token_credentials) as token_rw:
+    async with DocumentedClient(em.url, token_credentials) as token_rw:
         await token_rw.verify()
         await token_rw.create_workspace({"name": "tok-ws"})
         raised_repr += [repr(token_rw)]
-    async with client.RunWhenClient(
-        em.url, auth.PasswordCredentials("svc-operator", PASSWORD + "-wrong")
-    ) as bad:
+    async with DocumentedClient(em.url, auth.PasswordCredentials("svc-operator", PASSWORD + "-wrong")) as bad:
         await expect(errors.AuthenticationError, bad.verify())
-    async with client.RunWhenClient(em.url, auth.TokenCredentials(API_TOKEN + "-wrong")) as bad_token:
+    async with DocumentedClient(em.url, auth.TokenCredentials(API_TOKEN + "-wrong")) as bad_token:
         await expect(errors.AuthenticationError, bad_token.verify())
-    async with client.RunWhenClient(
+    async with DocumentedClient(
         f"http://127.0.0.1:{closed_port()}", password_credentials, max_attempts=2, backoff_base=0.01
     ) as unreachable:
         await expect(errors.TransportError, unreachable.get_workspace("x"))

@@ -163,7 +163,7 @@ def _rename(name: str) -> Callable[[Body], None]:
 
 
 ONE_WORKSPACE = "exactly one of workspaceRef or workspaceName must be set"
-ONE_TARGET = "set either workflowRef, or both workflowId and workspaceName"
+ONE_TARGET = "set either workflowRef, or workspaceName with one of workflowId and workflowName"
 
 BAD_CREATES = [
     Bad("workspace-name-not-dns", _ws(name="Team_A"), ("spec.name", "should match")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ class FakeExternal:
 
     remote: dict[str, Any] | None = None
     desired_body: dict[str, Any] = field(default_factory=lambda: {"displayName": "want"})
+    idempotent_create: bool = False
     fail_on: dict[str, Exception] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
 
@@ -31,7 +33,9 @@ class FakeExternal:
         if external_id is None and not lookup_by_name:
             return engine.Observation(exists=False)
         drift = diff.drifted_fields(self.desired_body, self.remote)
-        return engine.Observation(True, dict(self.remote), not drift, drift, self.remote["id"])
+        return engine.Observation(
+            True, dict(self.remote), not drift, drift, self.remote["id"], self.remote.get("createdAt")
+        )
 
     async def create(self, desired: Any) -> engine.Observation:
         self.calls.append("create")
@@ -75,9 +79,96 @@ class Case:
     pending_after: bool = False
     events: tuple[str, ...] = ()
     fail_on: dict[str, Exception] = field(default_factory=dict)
+    idempotent: bool = False  # the API creates by an upsert by name
+
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+LATER = T0 + timedelta(seconds=2)
+EARLIER = T0 - timedelta(hours=1)
 
 
 CASES = [
+    Case(
+        "upsert API: create without a pending mark",
+        {"owner_since": T0},
+        None,
+        ["observe(by_name=True)", "create"],
+        engine.Action.CREATE,
+        ("True", "Available"),
+        ("True", "ReconcileSuccess"),
+        events=("Created",),
+        idempotent=True,
+    ),
+    Case(
+        "upsert API: made after the resource, status lost: ours",
+        {"owner_since": T0},
+        {**MINE, "createdAt": LATER},
+        ["observe(by_name=True)"],
+        engine.Action.NONE,
+        ("True", "Available"),
+        ("True", "ReconcileSuccess"),
+        idempotent=True,
+    ),
+    Case(
+        "upsert API: older object of that name, FailIfExists",
+        {"owner_since": T0},
+        {**MINE, "createdAt": EARLIER},
+        ["observe(by_name=True)"],
+        engine.Action.NONE,
+        ("False", "AlreadyExists"),
+        ("False", "AlreadyExists"),
+        events=("AlreadyExists",),
+        idempotent=True,
+    ),
+    Case(
+        "upsert API: no creation time: not taken for ours",
+        {"owner_since": T0},
+        MINE,
+        ["observe(by_name=True)"],
+        engine.Action.NONE,
+        ("False", "AlreadyExists"),
+        ("False", "AlreadyExists"),
+        events=("AlreadyExists",),
+        idempotent=True,
+    ),
+    Case(
+        "upsert API: delete, made after the resource, status lost: deleted",
+        {"owner_since": T0, "deleting": True},
+        {**MINE, "createdAt": LATER},
+        ["observe(by_name=True)", "delete"],
+        engine.Action.DELETE,
+        ("False", "Deleting"),
+        ("True", "ReconcileSuccess"),
+        requeue=engine.Requeue.NEVER,
+        finalized=True,
+        events=("Deleted",),
+        idempotent=True,
+    ),
+    Case(
+        "upsert API: delete, older foreign object: left alone",
+        {"owner_since": T0, "deleting": True},
+        {**MINE, "createdAt": EARLIER},
+        ["observe(by_name=True)"],
+        engine.Action.NONE,
+        ("False", "Deleting"),
+        ("True", "ReconcileSuccess"),
+        requeue=engine.Requeue.NEVER,
+        finalized=True,
+        idempotent=True,
+    ),
+    Case(
+        "create renamed by the server: NameTaken, no retry",
+        {},
+        None,
+        ["observe(by_name=True)", "create"],
+        engine.Action.NONE,
+        ("False", "NameTaken"),
+        ("False", "NameTaken"),
+        requeue=engine.Requeue.NEVER,
+        pending_marked=True,
+        events=("NameTaken",),
+        fail_on={"create": errors.WorkspaceRenamedError("renamed to x-2", requested="x", given="x-2")},
+    ),
     Case(
         "create when missing",
         {},
@@ -308,7 +399,9 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_engine_table(case: Case) -> None:
-    ext = FakeExternal(remote=dict(case.remote) if case.remote else None, fail_on=case.fail_on)
+    ext = FakeExternal(
+        remote=dict(case.remote) if case.remote else None, fail_on=case.fail_on, idempotent_create=case.idempotent
+    )
     marked: list[bool] = []
 
     async def mark_pending() -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "ANNOTATION_PAUSED",
     "ANNOTATION_POLL_INTERVAL",
     "ANNOTATION_RECONCILE_REQUESTED_AT",
+    "ANNOTATION_ROTATE_WEBHOOK_TOKEN",
     "API_VERSION",
     "CATEGORY",
     "CONDITION_READY",
@@ -57,6 +58,7 @@ __all__ = [
     "DnsLabel",
     "Duration",
     "FreeForm",
+    "FreeValue",
     "LocalObjectRef",
     "ManagedSpec",
     "ManagedStatus",
@@ -85,6 +87,8 @@ FINALIZER = f"{GROUP}/finalizer"
 ANNOTATION_PAUSED = f"{GROUP}/paused"
 ANNOTATION_POLL_INTERVAL = f"{GROUP}/poll-interval"
 ANNOTATION_RECONCILE_REQUESTED_AT = f"{GROUP}/reconcile-requested-at"
+#: On a Workflow: any new value rotates the webhook token (a new token is read into the Secret).
+ANNOTATION_ROTATE_WEBHOOK_TOKEN = f"{GROUP}/rotate-webhook-token"
 
 CONDITION_READY = "Ready"
 CONDITION_SYNCED = "Synced"
@@ -244,6 +248,10 @@ FreeForm = Annotated[
     dict[str, Any],
     WithJsonSchema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}),
 ]
+
+#: Any JSON value (an object, a list, a string, ...), for fields whose shape differs between the API
+#: dialects. In the CRD it has no type and ``x-kubernetes-preserve-unknown-fields: true``.
+FreeValue = Annotated[Any, WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True})]
 
 #: A time as Kubernetes writes it (RFC 3339, UTC, seconds). Parsed from any ISO 8601 string.
 Timestamp = Annotated[

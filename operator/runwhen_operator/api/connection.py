@@ -12,6 +12,7 @@ __all__ = [
     "SECRET_KEY_PASSWORD",
     "SECRET_KEY_TOKEN",
     "SECRET_KEY_USERNAME",
+    "ApiDialect",
     "AuthMode",
     "ClusterConnectionSpec",
     "ClusterSecretRef",
@@ -26,6 +27,7 @@ SECRET_KEY_PASSWORD = "password"
 SECRET_KEY_TOKEN = "token"
 
 AuthMode = Literal["password", "token"]
+ApiDialect = Literal["Auto", "Platform", "Documented"]
 
 _SECRET_KEYS = (
     "The Secret holds either the keys `username` and `password` (the operator logs in with "
@@ -82,8 +84,17 @@ class _ConnectionSpecBase(common.CRDModel):
         max_length=2048,
         pattern=r"^https?://[^\s/?#]+[^\s]*$",
         description=(
-            "Base URL of the RunWhen platform API, e.g. https://papi.example.runwhen.com "
-            "(the client appends /api/v3/)."
+            "Origin of the RunWhen platform API, e.g. https://papi.example.runwhen.com (papi.<env>."
+            "runwhen.com); the paths are the client's."
+        ),
+    )
+    api_dialect: ApiDialect = Field(
+        default="Auto",
+        description=(
+            "Which shape of the API the server speaks: `Platform` (the running RunWhen server: v3 reads "
+            "and v4 upserts by short name), `Documented` (the older public pages: trailing slashes, "
+            "integer ids), or `Auto` (the default: one probe when the credentials are verified, the "
+            "result shown in status.apiDialect)."
         ),
     )
     ca_bundle: str | None = Field(
@@ -150,6 +161,10 @@ class ConnectionStatus(common.CRDModel):
     )
     last_verified_time: common.Timestamp | None = Field(
         default=None, description="When the credentials were last verified against the API."
+    )
+    api_dialect: Literal["Platform", "Documented"] | None = Field(
+        default=None,
+        description="The shape of the API the server speaks, as pinned in spec.apiDialect or detected.",
     )
 
     def condition(self, type_: str) -> common.Condition | None:

@@ -54,8 +54,12 @@ class PersonaSpec(common.WorkspaceParentSpec):
     filter_stop_words: list[_Word] | None = Field(
         default=None, max_length=512, description="Words ignored when matching tasks."
     )
-    filter_scope: common.FreeForm | None = Field(
-        default=None, description="Free-form scope restricting which resources the persona considers."
+    filter_scope: common.FreeValue | None = Field(
+        default=None,
+        description=(
+            "Scope restricting which resources the persona considers: a string on the platform API, a "
+            "free-form object on the documented one."
+        ),
     )
     search_filters: common.FreeForm | None = Field(
         default=None, description="Free-form filters applied to the persona's searches."

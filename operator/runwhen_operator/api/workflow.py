@@ -139,3 +139,11 @@ class WorkflowStatus(common.ManagedStatus):
     webhook_token_secret: common.ObjectName | None = Field(
         default=None, description="Name of the Secret holding the webhook token, once written."
     )
+    webhook_token_rotation: str | None = Field(
+        default=None,
+        max_length=256,
+        description=(
+            f"The value of the annotation {common.ANNOTATION_ROTATE_WEBHOOK_TOKEN} whose rotation was "
+            "done last."
+        ),
+    )

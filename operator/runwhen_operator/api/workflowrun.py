@@ -28,9 +28,10 @@ TERMINAL_PHASES: frozenset[str] = frozenset({"Completed", "CompletedWithErrors",
 
 _SPEC_RULES = (
     common.cel(
-        "has(self.workflowRef) ? (!has(self.workflowId) && !has(self.workspaceName))"
-        " : (has(self.workflowId) && has(self.workspaceName))",
-        "set either workflowRef, or both workflowId and workspaceName",
+        "has(self.workflowRef)"
+        " ? (!has(self.workflowId) && !has(self.workflowName) && !has(self.workspaceName))"
+        " : (has(self.workspaceName) && (has(self.workflowId) != has(self.workflowName)))",
+        "set either workflowRef, or workspaceName with one of workflowId and workflowName",
     ),
     common.cel("self == oldSelf", "spec is immutable: create a new WorkflowRun"),
 )
@@ -45,7 +46,7 @@ class WorkflowRunSpec(common.CRDModel):
         default=None,
         description=(
             "A Workflow resource in the same namespace to run (the run waits until it is Ready). "
-            "Either workflowRef, or workflowId together with workspaceName."
+            "Either workflowRef, or workspaceName with workflowName or workflowId."
         ),
     )
     workflow_id: int | None = Field(
@@ -55,8 +56,15 @@ class WorkflowRunSpec(common.CRDModel):
             "Remote id of a workflow that is not managed by a Workflow resource; needs workspaceName."
         ),
     )
+    workflow_name: common.DnsLabel | None = Field(
+        default=None,
+        description=(
+            "Short name of a workflow that is not managed by a Workflow resource (how the platform API "
+            "addresses it); needs workspaceName."
+        ),
+    )
     workspace_name: common.DnsLabel | None = Field(
-        default=None, description="Name of the remote workspace of workflowId."
+        default=None, description="Name of the remote workspace of workflowName or workflowId."
     )
     context: common.FreeForm | None = Field(
         default=None,
@@ -82,11 +90,16 @@ class WorkflowRunSpec(common.CRDModel):
 
     @model_validator(mode="after")
     def _one_target(self) -> WorkflowRunSpec:
+        message = "set either workflowRef, or workspaceName with one of workflowId and workflowName"
         if self.workflow_ref is not None:
-            if self.workflow_id is not None or self.workspace_name is not None:
-                raise ValueError("set either workflowRef, or both workflowId and workspaceName")
-        elif self.workflow_id is None or self.workspace_name is None:
-            raise ValueError("set either workflowRef, or both workflowId and workspaceName")
+            if (
+                self.workflow_id is not None
+                or self.workflow_name is not None
+                or self.workspace_name is not None
+            ):
+                raise ValueError(message)
+        elif self.workspace_name is None or (self.workflow_id is None) == (self.workflow_name is None):
+            raise ValueError(message)
         return self
 
 
@@ -111,6 +124,9 @@ class WorkflowRunStatus(common.CRDModel):
     run_session_id: int | None = Field(default=None, description="Remote id of the run session.")
     run_id: int | None = Field(default=None, description="Remote id of the workflow run.")
     workflow_id: int | None = Field(default=None, description="Remote id of the workflow that was run.")
+    workflow_name: common.DnsLabel | None = Field(
+        default=None, description="Short name of the workflow that was run."
+    )
     workspace: common.DnsLabel | None = Field(
         default=None, description="Name of the remote workspace of the workflow."
     )

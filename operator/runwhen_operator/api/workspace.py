@@ -113,12 +113,20 @@ class WorkspaceSpec(common.ManagedSpec):
         max_length=64,
         description="Names of the RunWhen runner locations the workspace may run tasks in.",
     )
-    config_provided: common.FreeForm | None = Field(
+    config_provided: common.FreeValue | None = Field(
         default=None,
-        description="Free-form workspace configuration passed to RunWhen as `configProvided`.",
+        description=(
+            "Workspace configuration, passed to RunWhen as `configProvided`: a map (`{name: value}`, "
+            "sent to the platform API as its list of `{name, value}` objects) or that list itself."
+        ),
     )
-    slx_groups: common.FreeForm | None = Field(
-        default=None, description="Free-form grouping of the workspace's SLXs, passed as `slxGroups`."
+    slx_groups: common.FreeValue | None = Field(
+        default=None,
+        description=(
+            "Grouping of the workspace's SLXs, passed as `slxGroups`: a map (`{group: [slx, ...]}`, sent "
+            "to the platform API as a list of `{name, slxs}` objects) or the platform's list of group "
+            "objects itself."
+        ),
     )
     monitoring: Monitoring = Field(
         default_factory=Monitoring,
@@ -196,7 +204,12 @@ class IssueSummary(common.CRDModel):
 
     id: int = Field(description="Remote id of the issue.")
     title: str = Field(max_length=MAX_ISSUE_TITLE_LENGTH, description="Title of the issue.")
-    severity: int = Field(ge=1, le=4, description="Severity: 1 critical, 2 major, 3 minor, 4 warning.")
+    severity: int | None = Field(
+        default=None,
+        ge=1,
+        le=4,
+        description="Severity: 1 critical, 2 major, 3 minor, 4 warning; omitted when RunWhen gives none.",
+    )
     slx_name: str | None = Field(
         default=None, max_length=common.MAX_OBJECT_NAME_LENGTH, description="The SLX that raised the issue."
     )

@@ -13,6 +13,7 @@ from typing import Any
 from runwhen_operator.api import common, connection
 from runwhen_operator.handlers import context, kube, runtime
 from runwhen_operator.reconcile import connections
+from runwhen_operator.runwhen import dialect
 
 PLURALS = {
     context.KIND_CLUSTER_CONNECTION: "clusterrunwhenconnections",
@@ -65,6 +66,7 @@ class ConnectionReconciler:
                 requests_per_second=spec.rate_limit.requests_per_second,
                 burst=spec.rate_limit.burst,
                 timeout_seconds=float(spec.timeout_seconds),
+                dialect=dialect.parse_dialect(spec.api_dialect),
             )
             conn, rebuilt = await ctx.registry.ensure(cid, settings)
         except kube.Gone:
@@ -87,6 +89,11 @@ class ConnectionReconciler:
             message = f"Secret {secret_ns}/{secret_name}: {exc}"
             status = self._status(body, "False", "InvalidSecret", message)
             return await self._finish(body, cid, status, was_ready, ready=False)
+        except ValueError as exc:
+            # A spec the client refuses (a URL with a query, a CA bundle that is not PEM).
+            await ctx.registry.remove(cid)
+            status = self._status(body, "False", "InvalidConnection", f"the connection is unusable: {exc}")
+            return await self._finish(body, cid, status, was_ready, ready=False)
 
         verified_now = False
         if rebuilt or not conn.ready or not conn.verified:
@@ -95,6 +102,8 @@ class ConnectionReconciler:
         status = self._status(
             body, "True" if conn.ready else "False", conn.reason, conn.message, auth_mode=conn.auth_mode
         )
+        if conn.ready and conn.api is not None:
+            status["apiDialect"] = conn.api.api_dialect.value
         if verified_now and conn.ready:
             status["lastVerifiedTime"] = context.now()
         return await self._finish(body, cid, status, was_ready, ready=conn.ready)

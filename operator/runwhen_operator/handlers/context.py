@@ -69,6 +69,25 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(value: Any) -> datetime | None:
+    """A datetime or RFC 3339 text as an aware datetime (naive ones taken as UTC); None if unreadable."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_time(value: Any) -> str | None:
+    """A timestamp (datetime or RFC 3339 text) as the status writes it, or None."""
+    parsed = parse_time(value)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if parsed else None
+
+
 def truncate(message: str, limit: int = 1024) -> str:
     return message if len(message) <= limit else message[: limit - 3] + "..."
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from runwhen_operator.api import common, persona, workflow, workspace
 from runwhen_operator.handlers import context, kube, runtime
 from runwhen_operator.reconcile import engine, externals
+from runwhen_operator.runwhen import dialect
 
 log = logging.getLogger("runwhen_operator.managed")
 
@@ -150,6 +151,7 @@ class ManagedReconciler:
             external_id=self.external_id(status),
             create_pending=bool(status.get("createPending")),
             spec_changed=status.get("observedGeneration") != generation,
+            owner_since=context.parse_time(meta.get("creationTimestamp")),
         )
 
         async def mark_pending() -> None:
@@ -212,8 +214,8 @@ class ManagedReconciler:
         conn = self.ctx.registry.get(cid)
         where = f"{cid[0]} {cid[1] + '/' if cid[1] else ''}{cid[2]}"
         if conn is not None and conn.verified:
-            if conn.ready:
-                return conn.client
+            if conn.ready and conn.api is not None:
+                return conn.api
             raise externals.Blocked(
                 engine.REASON_CONNECTION_NOT_READY, f"{where} is not ready: {conn.message}"
             )
@@ -323,7 +325,9 @@ class WorkspaceReconciler(ManagedReconciler):
             mode="json",
             include={"display_name", "enabled_locations", "config_provided", "slx_groups"},
         )
-        desired = externals.WorkspaceDesired(name=self.remote_name(body, spec), body=wire)
+        desired = externals.WorkspaceDesired(
+            name=self.remote_name(body, spec), body=client.workspace_body(wire)
+        )
         cid = context.connection_id(body, spec.connection_ref)
         external = externals.WorkspaceExternal(client, self.ctx.listings, cid, max_age)
         return Prepared(desired=desired, external=external, extra_status={})
@@ -360,9 +364,7 @@ class ChildReconciler(ManagedReconciler):
     """Objects that live in a workspace: the parent is a Workspace CR or a remote workspace name."""
 
     body_fields: frozenset[str] = frozenset()
-
-    def child_api(self, client: Any) -> externals.ChildApi:
-        raise NotImplementedError
+    child_kind: dialect.ChildKind = dialect.WORKFLOW
 
     def workspace_name(self, body: Body, spec: Any) -> str:
         if spec.workspace_name:
@@ -404,7 +406,7 @@ class ChildReconciler(ManagedReconciler):
             workspace=ws, name=self.remote_name(body, spec), body=self.desired_body(body, spec)
         )
         cid = context.connection_id(body, spec.connection_ref)
-        external = externals.ChildExternal(self.child_api(client), self.ctx.listings, cid, max_age)
+        external = externals.ChildExternal(client, self.child_kind, self.ctx.listings, cid, max_age)
         return Prepared(desired=desired, external=external, extra_status={"workspace": ws})
 
 
@@ -414,40 +416,59 @@ class WorkflowReconciler(ChildReconciler):
     dependents = ((context.KIND_WORKFLOW_RUN, "workflowRef"),)
     body_fields = frozenset({"definition"})
 
+    child_kind = dialect.WORKFLOW
+
     def __init__(self, ctx: context.Context) -> None:
         super().__init__(ctx)
-        # uid -> (workflow id, Secret name) last written, so a resync does not re-read the token
+        # uid -> (workflow id, Secret name) known to hold a token, so a resync reads neither the
+        # Secret nor the token again
         self._tokens_written: dict[str, tuple[Any, str]] = {}
-
-    def child_api(self, client: Any) -> externals.ChildApi:
-        return externals.workflow_api(client)
 
     async def after_sync(
         self, body: Body, spec: Any, outcome: engine.Outcome, client: Any, prepared: Prepared
     ) -> Body:
+        """The webhook token in its Secret. The Secret is the source of truth: the token is read
+        from RunWhen only when the Secret is missing or lacks it (the platform hands a token out
+        once, so a lost Secret means a rotation) or when a rotation is asked for by annotation."""
         ref = spec.webhook_token_secret_ref
         if ref is None:
             return {"webhookTokenSecret": None}
         meta = body["metadata"]
+        status: Body = body.get("status") or {}
         cache_key = meta["uid"]
         wanted = (outcome.external_id, ref.name)
-        if self._tokens_written.get(cache_key) == wanted:
-            return {"webhookTokenSecret": ref.name}
-        token = await client.get_workflow_token(prepared.desired.workspace, int(outcome.external_id))
-        data = {"token": token.token.get_secret_value()}
+        rotation = (meta.get("annotations") or {}).get(common.ANNOTATION_ROTATE_WEBHOOK_TOKEN)
+        rotate = bool(rotation) and rotation != status.get("webhookTokenRotation")
+        done: Body = {"webhookTokenSecret": ref.name}
+        if rotation and not rotate:
+            done["webhookTokenRotation"] = rotation
+        if not rotate and self._tokens_written.get(cache_key) == wanted:
+            return done
+        if not rotate:
+            try:
+                existing = await self.ctx.kube.read_secret(meta["namespace"], ref.name)
+            except kube.Gone:
+                existing = {}
+            if existing.get(workflow.WEBHOOK_SECRET_KEY_TOKEN):
+                self._tokens_written[cache_key] = wanted
+                return done
+        key = prepared.desired.name if client.child_key == "name" else int(outcome.external_id)
+        token = await client.webhook_token(prepared.desired.workspace, key, rotate=rotate)
+        data = {workflow.WEBHOOK_SECRET_KEY_TOKEN: token.token.get_secret_value()}
         if token.webhook_url:
-            data["webhookUrl"] = token.webhook_url
+            data[workflow.WEBHOOK_SECRET_KEY_URL] = token.webhook_url
         labels = {
             "app.kubernetes.io/managed-by": "runwhen-operator",
             "platform.runwhen.com/workflow": meta["name"],
         }
         written = await self.ctx.kube.apply_owned_secret(meta["namespace"], ref.name, data, body, labels)
         if written:
-            await self.ctx.kube.event(
-                body, "Normal", "WebhookTokenWritten", f"wrote the webhook token to Secret {ref.name}"
-            )
+            what = "rotated the webhook token into" if rotate else "wrote the webhook token to"
+            await self.ctx.kube.event(body, "Normal", "WebhookTokenWritten", f"{what} Secret {ref.name}")
         self._tokens_written[cache_key] = wanted
-        return {"webhookTokenSecret": ref.name}
+        if rotation:
+            done["webhookTokenRotation"] = rotation
+        return done
 
 
 class PersonaReconciler(ChildReconciler):
@@ -469,5 +490,4 @@ class PersonaReconciler(ChildReconciler):
         }
     )
 
-    def child_api(self, client: Any) -> externals.ChildApi:
-        return externals.persona_api(client)
+    child_kind = dialect.PERSONA

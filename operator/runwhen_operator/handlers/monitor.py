@@ -1,9 +1,11 @@
-"""The Workspace health timer: /health, /status and open issues mirrored into status.
+"""The Workspace health timer: the workspace's health, status flags and open issues mirrored into status.
 
 It runs per Workspace at `spec.monitoring.interval` (jittered) and writes only when something it
 mirrors changed: `health.checkedAt` records when the current health was first seen, not every
-check, so a quiet workspace costs three reads per interval and no writes. An unreachable API turns
-health Unknown with the reason; Ready is left alone (it speaks of the sync, not of the API's mood).
+check, so a quiet workspace costs three reads per interval and no writes. What the health is built
+from is the dialect's (the documented `/health`; on the platform `/status` and the runners). An
+unreachable API turns health Unknown with the reason; Ready is left alone (it speaks of the sync,
+not of the API's mood).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class WorkspaceMonitor:
         remote = status.get("remoteName")
         cid = context.connection_id(body, spec.get("connectionRef") or {})
         conn = ctx.registry.get(cid)
-        if not remote or conn is None or not conn.ready:
+        if not remote or conn is None or not conn.ready or conn.api is None:
             # Not ours yet, or no usable connection: the reconcile pass says why; look again later.
             return runtime.Result(after=runtime.jitter(interval))
 
@@ -54,18 +56,13 @@ class WorkspaceMonitor:
         max_severity = int(issues_cfg.get("maxSeverity", 4))
         desired: Body
         try:
-            health = await conn.client.get_workspace_health(
+            report = await conn.api.workspace_report(
                 remote,
                 include_details=bool(monitoring.get("includeDetails", True)),
                 include_metrics=bool(monitoring.get("includeMetrics", False)),
             )
-            flags = await conn.client.get_workspace_status(remote)
-            issues = [
-                i
-                async for i in conn.client.list_workspace_issues(
-                    remote, closed=False, severity_lte=max_severity
-                )
-            ]
+            health, flags = report.health, report.flags
+            issues = await conn.api.open_issues(remote, max_severity=max_severity)
         except errors.RunWhenError as exc:
             desired = {
                 "health": self._health(
@@ -102,17 +99,19 @@ class WorkspaceMonitor:
         )
         by_severity = dict.fromkeys(SEVERITY_NAMES.values(), 0)
         for issue in issues:
-            name = SEVERITY_NAMES.get(int(issue.severity))
+            name = SEVERITY_NAMES.get(int(issue.severity)) if issue.severity is not None else None
             if name:
                 by_severity[name] += 1
-        ranked = sorted(issues, key=lambda i: (int(i.severity), str(i.open_since or ""), int(i.id)))
+        # An issue without a severity ranks after every one with one.
+        ranked = sorted(issues, key=lambda i: (int(i.severity or 5), str(i.open_since or ""), int(i.id)))
         top = []
         for issue in ranked[:max_listed]:
             entry: Body = {
                 "id": int(issue.id),
                 "title": context.truncate(issue.title or "", 256),
-                "severity": int(issue.severity),
             }
+            if issue.severity is not None:
+                entry["severity"] = int(issue.severity)
             if issue.slx_name:
                 entry["slxName"] = issue.slx_name
             if issue.open_since:

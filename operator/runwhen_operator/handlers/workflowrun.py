@@ -1,13 +1,14 @@
-"""WorkflowRun: trigger a workflow once, then follow its run session like a Job.
+"""WorkflowRun: start a workflow's run once, then follow its run session like a Job.
 
 At most one run per WorkflowRun object, even across crashes. The intent (`status.triggerRequestedAt`)
-is written to the API server before the run call, and the call carries the object's uid in the run
-context under `RUN_MARKER`. A pass that finds the intent recorded but no run session id never
-triggers again: it looks for a run session of the workflow whose context carries the uid. If none
-appears within `FIND_GRACE` seconds of the intent, the run is marked Failed with reason
-`TriggerOutcomeUnknown`: at most once means never twice, so an unknown outcome is reported, not
-retried. The intent is withdrawn, and the call made again, only after an answer proving that RunWhen
-did not start the run (rate limited, refused credentials, a connection that was never made).
+is written to the API server before the run is started, and the run carries the object's uid as a
+marker the dialect can find again (the documented API: in the run's context; the platform: as the
+name of the run session it creates). A pass that finds the intent recorded but no run session id
+never starts the run again: it looks for the run session marked with the uid. If none appears within
+`FIND_GRACE` seconds of the intent, the run is marked Failed with reason `TriggerOutcomeUnknown`: at
+most once means never twice, so an unknown outcome is reported, not retried. The intent is withdrawn,
+and the run started again, only after an answer proving that RunWhen did not start it (rate
+limited, refused credentials, a connection that was never made).
 """
 
 from __future__ import annotations
@@ -17,34 +18,23 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from runwhen_operator.api import common
+from runwhen_operator.api import common, workflowrun
 from runwhen_operator.handlers import context, kube, runtime
 from runwhen_operator.reconcile import connections
-from runwhen_operator.runwhen import errors
+from runwhen_operator.runwhen import dialect, errors
 
 log = logging.getLogger("runwhen_operator.workflowrun")
 
 Body = dict[str, Any]
 PLURAL = "workflowruns"
-RUN_MARKER = "platform.runwhen.com/workflowrun-uid"
 FIND_GRACE = 60.0  # seconds after the intent to keep looking for the run session of a lost answer
 PENDING_INTERVAL = 5.0  # waiting for the Workflow to be Ready
 CONNECTION_INTERVAL = 10.0  # waiting for the connection
 TRACK_MIN = 2.0  # following a run: every 2 s at first ...
 TRACK_MAX = 30.0  # ... then a tenth of its age, at most every 30 s
-PHASES = {
-    "queued": "Queued",
-    "started": "Started",
-    "running": "Started",
-    "completed": "Completed",
-    "completed_with_errors": "CompletedWithErrors",
-    "failed": "Failed",
-    "canceled": "Canceled",
-    "cancelled": "Canceled",
-}
 SUCCEEDED = frozenset({"Completed", "CompletedWithErrors"})
 FAILED = frozenset({"Failed", "Canceled"})
-TERMINAL = SUCCEEDED | FAILED
+TERMINAL = workflowrun.TERMINAL_PHASES
 
 REASON_TRIGGER_REJECTED = "TriggerRejected"
 REASON_TRIGGER_OUTCOME_UNKNOWN = "TriggerOutcomeUnknown"
@@ -61,26 +51,11 @@ _NOT_STARTED = (
 )
 
 
-def _parse(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _ts(value: Any) -> str | None:
-    """A timestamp (datetime or RFC 3339 text) as the status writes it, or None."""
-    parsed = _parse(value)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if parsed else None
+_ts = context.format_time
 
 
 def _age(value: Any) -> float | None:
-    parsed = _parse(value)
+    parsed = context.parse_time(value)
     return (datetime.now(UTC) - parsed).total_seconds() if parsed else None
 
 
@@ -120,24 +95,24 @@ class WorkflowRunReconciler:
         if isinstance(target, str):
             await self._write(body, {"phase": "Pending", "message": target})
             return runtime.Result(after=PENDING_INTERVAL)
-        workspace_name, workflow_id, conn_ref = target
+        wanted, conn_ref = target
         cid = context.connection_id(body, conn_ref)
         conn = ctx.registry.get(cid)
-        if conn is None or not conn.ready:
+        if conn is None or not conn.ready or conn.api is None:
             where = f"{cid[0]} {cid[1] + '/' if cid[1] else ''}{cid[2]}"
             why = f"{where} is not available" if conn is None else f"{where} is not ready: {conn.message}"
             # Once triggered the run goes on in RunWhen: keep its phase, only say why it is not followed.
             update: Body = {"message": why} if triggered else {"phase": "Pending", "message": why}
             await self._write(body, update)
             return runtime.Result(after=CONNECTION_INTERVAL)
-        rw = conn.client
+        api = conn.api
 
         try:
             if status.get("runSessionId") is None:
                 if not triggered:
-                    return await self._trigger(body, rw, cid, workspace_name, workflow_id, spec)
-                return await self._recover(body, rw, workspace_name, workflow_id, status)
-            return await self._track(body, rw, workspace_name, status)
+                    return await self._trigger(body, api, cid, wanted, spec)
+                return await self._recover(body, api, wanted, status)
+            return await self._track(body, api, wanted, status)
         except errors.NotFoundError as exc:
             # Looking for or following a run that RunWhen no longer knows (the workspace or the run
             # session was deleted): it will never finish.
@@ -152,9 +127,9 @@ class WorkflowRunReconciler:
             await self._write(body, {"message": f"cannot follow the run: {exc}"})
             return runtime.Result(error=True)
 
-    def _target(self, body: Body, spec: Body, status: Body) -> tuple[str, int, Body] | str:
-        """(workspace, workflow id, connectionRef), or why it is not known yet."""
-        if status.get("workflowId") and status.get("workspace"):
+    def _target(self, body: Body, spec: Body, status: Body) -> tuple[dialect.WorkflowTarget, Body] | str:
+        """(the workflow, connectionRef), or why it is not known yet."""
+        if (status.get("workflowId") or status.get("workflowName")) and status.get("workspace"):
             # Recorded with the intent: a run already asked for is followed where it was started.
             conn_ref = spec.get("connectionRef") or {}
             if not conn_ref and spec.get("workflowRef"):
@@ -162,9 +137,19 @@ class WorkflowRunReconciler:
                     context.KIND_WORKFLOW, body["metadata"]["namespace"], str(spec["workflowRef"]["name"])
                 )
                 conn_ref = ((wf or {}).get("spec") or {}).get("connectionRef") or {}
-            return str(status["workspace"]), int(status["workflowId"]), conn_ref
-        if spec.get("workflowId") is not None:
-            return str(spec["workspaceName"]), int(spec["workflowId"]), spec.get("connectionRef") or {}
+            recorded = dialect.WorkflowTarget(
+                str(status["workspace"]),
+                int(status["workflowId"]) if status.get("workflowId") else None,
+                status.get("workflowName") or None,
+            )
+            return recorded, conn_ref
+        if spec.get("workspaceName"):
+            given = dialect.WorkflowTarget(
+                str(spec["workspaceName"]),
+                int(spec["workflowId"]) if spec.get("workflowId") is not None else None,
+                spec.get("workflowName") or None,
+            )
+            return given, spec.get("connectionRef") or {}
         ref = str((spec.get("workflowRef") or {}).get("name"))
         namespace = body["metadata"]["namespace"]
         wf = self.ctx.controller.store.get(context.KIND_WORKFLOW, namespace, ref)
@@ -174,55 +159,61 @@ class WorkflowRunReconciler:
         ready = context.condition_index(wf_status).get(common.CONDITION_READY) or {}
         if ready.get("status") != "True" or wf_status.get("id") is None or not wf_status.get("workspace"):
             return f'waiting for Workflow "{ref}" to be Ready'
-        conn_ref = spec.get("connectionRef") or (wf.get("spec") or {}).get("connectionRef") or {}
-        return str(wf_status["workspace"]), int(wf_status["id"]), conn_ref
+        wf_spec = wf.get("spec") or {}
+        conn_ref = spec.get("connectionRef") or wf_spec.get("connectionRef") or {}
+        name = str(wf_spec.get("name") or wf["metadata"]["name"])
+        return dialect.WorkflowTarget(str(wf_status["workspace"]), int(wf_status["id"]), name), conn_ref
 
     async def _trigger(
         self,
         body: Body,
-        rw: Any,
+        api: dialect.Api,
         cid: connections.ConnectionId,
-        workspace: str,
-        workflow_id: int,
+        wanted: dialect.WorkflowTarget,
         spec: Body,
     ) -> runtime.Result:
         uid = body["metadata"]["uid"]
-        # The intent first: from here on this object never sends the run call again by itself.
+        try:
+            target = await api.resolve_workflow(wanted)
+        except errors.NotFoundError as exc:
+            await self._finish(body, "Failed", REASON_TRIGGER_REJECTED, f"cannot start the run: {exc}")
+            return await self._ttl_latest(body)
+        # The intent first: from here on this object never starts the run again by itself.
         claimed = await self._claim(
             body,
             {
                 "phase": "Pending",
                 "triggerRequestedAt": context.now(),
-                "workspace": workspace,
-                "workflowId": workflow_id,
+                "workspace": target.workspace,
+                "workflowId": target.id,
+                "workflowName": target.name,
                 "message": "triggering the run",
             },
         )
         if claimed is None:
             return runtime.Result(after=0.0)  # decided on an outdated object: decide again
         body = claimed
-        run_context = {**(spec.get("context") or {}), RUN_MARKER: uid}
         try:
-            run = await rw.run_workflow(workspace, workflow_id, run_context)
+            run = await api.start_run(target, uid, spec.get("context"))
         except errors.RunWhenError as exc:
             return await self._trigger_failed(body, cid, exc)
         body = await self._write(
             body,
             {
-                "phase": PHASES.get(str(run.status), "Queued"),
-                "runId": run.id,
-                "runSessionId": run.run_session_id,
+                "phase": run.phase,
+                "runId": run.run_id,
+                "runSessionId": run.session_id,
                 "queuedAt": _ts(run.queued_at) or context.now(),
                 "startedAt": _ts(run.started_at),
-                "message": run.status_message or f"run {run.status}",
+                "message": run.message,
             },
         )
-        session = f"run session {run.run_session_id}" if run.run_session_id is not None else "a run session"
+        session = f"run session {run.session_id}" if run.session_id is not None else "a run session"
         await self.ctx.kube.event(
             body,
             "Normal",
             "Triggered",
-            f"triggered workflow {workflow_id} in workspace {workspace}: {session}",
+            f"triggered workflow {target.name or target.id} in workspace {target.workspace}: {session}",
         )
         # Without a run session id in the answer, the next pass finds it by the uid in its context.
         return runtime.Result(after=TRACK_MIN)
@@ -250,6 +241,7 @@ class WorkflowRunReconciler:
                 "triggerRequestedAt": None,
                 "workspace": None,
                 "workflowId": None,
+                "workflowName": None,
                 "message": f"the run was not started, trying again: {exc}",
             },
         )
@@ -257,29 +249,29 @@ class WorkflowRunReconciler:
         return runtime.Result(after=retry_after, error=True)
 
     async def _recover(
-        self, body: Body, rw: Any, workspace: str, workflow_id: int, status: Body
+        self, body: Body, api: dialect.Api, target: dialect.WorkflowTarget, status: Body
     ) -> runtime.Result:
-        """The run call was sent, but its answer never made it into the status: find its run session."""
+        """The run was started, but the answer never made it into the status: find its run session."""
         uid = body["metadata"]["uid"]
-        async for session in rw.list_run_sessions(workspace, source="workflow", workflowId=workflow_id):
-            if (session.context or {}).get(RUN_MARKER) != uid:
-                continue
+        since = context.parse_time(status.get("triggerRequestedAt")) or datetime.now(UTC)
+        found = await api.find_run(target, uid, since)
+        if found is not None and found.session_id is not None:
             body = await self._write(
                 body,
                 {
-                    "runSessionId": session.id,
-                    "queuedAt": status.get("queuedAt") or _ts(session.created_at) or context.now(),
-                    "message": f"found run session {session.id} of the interrupted trigger",
+                    "runSessionId": found.session_id,
+                    "queuedAt": status.get("queuedAt") or _ts(found.queued_at) or context.now(),
+                    "message": f"found run session {found.session_id} of the interrupted trigger",
                 },
             )
             await self.ctx.kube.event(
                 body,
                 "Normal",
                 "Triggered",
-                f"triggered workflow {workflow_id} in workspace {workspace}: run session {session.id} "
-                "(found after the answer to the run call was lost)",
+                f"triggered workflow {target.name or target.id} in workspace {target.workspace}: run "
+                f"session {found.session_id} (found after the answer to the run call was lost)",
             )
-            return await self._track(body, rw, workspace, body.get("status") or {})
+            return await self._track(body, api, target, body.get("status") or {})
         waited = _age(status.get("triggerRequestedAt"))
         if waited is not None and waited < FIND_GRACE:
             return runtime.Result(after=TRACK_MIN)
@@ -287,28 +279,24 @@ class WorkflowRunReconciler:
             body,
             "Failed",
             REASON_TRIGGER_OUTCOME_UNKNOWN,
-            "the run was asked for, but no run session of the workflow carries this object's uid; "
+            "the run was asked for, but no run session carries this object's uid; "
             "not triggering again (create a new WorkflowRun to run the workflow)",
         )
         return await self._ttl_latest(body)
 
-    async def _track(self, body: Body, rw: Any, workspace: str, status: Body) -> runtime.Result:
-        session = await rw.get_run_session(workspace, int(status["runSessionId"]))
-        wire = session.wire()
-        raw = str(session.status or "")
-        current = status.get("phase")
-        phase = PHASES.get(raw) or (current if current not in (None, "Pending") else "Queued")
-        # A run session carries no start or end time of its own: a status change is dated by
-        # `updatedAt`, the time of the session's last change, when first seen.
-        seen_at = _ts(session.updated_at) or context.now()
-        message = f"run session {session.id} {raw or 'has no status'}"
+    async def _track(
+        self, body: Body, api: dialect.Api, target: dialect.WorkflowTarget, status: Body
+    ) -> runtime.Result:
+        run = await api.get_run(target, int(status["runSessionId"]))
+        phase = run.phase
+        message = run.message
         update: Body = {"phase": phase}
         if not status.get("queuedAt"):
-            update["queuedAt"] = _ts(session.created_at) or context.now()
+            update["queuedAt"] = _ts(run.queued_at) or context.now()
         if phase != "Queued" and not status.get("startedAt"):
-            update["startedAt"] = _ts(wire.get("startedAt")) or seen_at
+            update["startedAt"] = _ts(run.started_at) or context.now()
         if phase in TERMINAL:
-            update["completedAt"] = _ts(wire.get("completedAt")) or seen_at
+            update["completedAt"] = _ts(run.completed_at) or context.now()
             await self._finish(body, phase, phase, message, extra=update)
             return await self._ttl_latest(body)
         await self._write(body, {**update, "message": message})

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runwhen_operator.runwhen import auth, client, errors
+from runwhen_operator.runwhen import apis, auth, client, dialect, errors
 
 log = logging.getLogger("runwhen_operator.connections")
 
@@ -48,6 +48,7 @@ class Settings:
     requests_per_second: float = 10.0
     burst: int = 20
     timeout_seconds: float = 30.0
+    dialect: dialect.Dialect | None = None  # pinned; None: detected when verifying
 
     def fingerprint(self) -> str:
         material = json.dumps(
@@ -58,6 +59,7 @@ class Settings:
                 "rps": self.requests_per_second,
                 "burst": self.burst,
                 "timeout": self.timeout_seconds,
+                "dialect": self.dialect.value if self.dialect else "Auto",
             },
             sort_keys=True,
         )
@@ -69,6 +71,8 @@ class Connection:
     client: client.RunWhenClient
     fingerprint: str
     auth_mode: str
+    pinned: dialect.Dialect | None = None
+    api: dialect.Api | None = None  # set once verified: the dialect the server speaks
     ready: bool = False
     reason: str = "Verifying"
     message: str = ""
@@ -106,7 +110,9 @@ class Registry:
             **self._options,
         )
         mode = "token" if isinstance(credentials, auth.TokenCredentials) else "password"
-        connection = Connection(client=new_client, fingerprint=fingerprint, auth_mode=mode)
+        connection = Connection(
+            client=new_client, fingerprint=fingerprint, auth_mode=mode, pinned=settings.dialect
+        )
         self._connections[cid] = connection
         if current is not None:
             await current.client.aclose()
@@ -115,7 +121,7 @@ class Registry:
     async def verify(self, cid: ConnectionId) -> Connection:
         connection = self._connections[cid]
         try:
-            await connection.client.verify()
+            connection.api = await apis.verify(connection.client, connection.pinned)
         except errors.AuthError as exc:
             connection.ready, connection.reason, connection.message = False, "Unauthorized", str(exc)
         except errors.RunWhenError as exc:

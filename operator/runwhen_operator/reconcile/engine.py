@@ -14,6 +14,7 @@ import contextlib
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from runwhen_operator.runwhen import errors
@@ -54,8 +55,9 @@ REASON_SUCCESS = "ReconcileSuccess"
 REASON_PAUSED = "ReconcilePaused"
 REASON_CONNECTION_NOT_READY = "ConnectionNotReady"
 REASON_WAITING_FOR_WORKSPACE = "WaitingForWorkspace"
+REASON_NAME_TAKEN = "NameTaken"
 
-TERMINAL_REASONS = frozenset({REASON_INVALID_SPEC, REASON_ALREADY_EXISTS})
+TERMINAL_REASONS = frozenset({REASON_INVALID_SPEC, REASON_ALREADY_EXISTS, REASON_NAME_TAKEN})
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,14 @@ class Observation:
     up_to_date: bool = True
     diff: Item = field(default_factory=dict)
     external_id: Any = None
+    created_at: datetime | None = None  # when the server created it, where it says
 
 
 class External(Protocol[D_contra]):
     """Per-kind access to the remote object. Every verb is idempotent."""
+
+    #: creating is an upsert by name, which cannot make a second object: no pending mark is needed
+    idempotent_create: bool
 
     def describe(self, desired: D_contra) -> str:
         """A short human name for messages, e.g. `workflow "triage" in workspace "prod"`."""
@@ -97,6 +103,7 @@ class Request(Generic[D]):
     external_id: Any = None  # set once we created or adopted the remote object
     create_pending: bool = False  # a create was sent and its answer not recorded
     spec_changed: bool = True  # generation differs from the last observed generation
+    owner_since: datetime | None = None  # when the resource was created (metadata.creationTimestamp)
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,9 @@ async def reconcile(request: Request[D], external: External[D], mark_pending: Ma
         return await _sync(request, external, mark_pending, what)
     except errors.InvalidRequestError as exc:
         return _failure(request, REASON_INVALID_SPEC, f"RunWhen rejected {what}: {exc}", Requeue.NEVER)
+    except errors.WorkspaceRenamedError as exc:
+        # Every try would create (and delete) another auto-suffixed workspace: wait for a new spec.
+        return _failure(request, REASON_NAME_TAKEN, f"{what}: {exc}", Requeue.NEVER)
     except errors.AuthError as exc:
         return _failure(
             request, REASON_UNAUTHORIZED, f"RunWhen refused the credentials: {exc}", Requeue.BACKOFF
@@ -183,7 +193,7 @@ async def _finalize(request: Request[D], external: External[D], what: str) -> Ou
             requeue=Requeue.NEVER,
             events=[Event("Normal", "Orphaned", f"left {what} in RunWhen (deletionPolicy Orphan)")],
         )
-    if request.external_id is None and not request.create_pending:
+    if request.external_id is None and not request.create_pending and not external.idempotent_create:
         # Never created or adopted by this object: there is nothing of ours to delete.
         return Outcome(
             action=Action.NONE,
@@ -193,9 +203,20 @@ async def _finalize(request: Request[D], external: External[D], what: str) -> Ou
             requeue=Requeue.NEVER,
         )
     observation = await external.observe(
-        request.desired, request.external_id, lookup_by_name=request.create_pending
+        request.desired,
+        request.external_id,
+        lookup_by_name=request.create_pending or request.external_id is None,
     )
     events: list[Event] = []
+    foreign = request.external_id is None and not request.create_pending
+    if observation.exists and foreign and not _created_by_us(request, observation):
+        return Outcome(
+            action=Action.NONE,
+            ready=ConditionState("False", REASON_DELETING, f"nothing to delete for {what}"),
+            synced=_SYNCED,
+            finalized=True,
+            requeue=Requeue.NEVER,
+        )
     if observation.exists:
         with contextlib.suppress(errors.NotFoundError):
             await external.delete(request.desired, observation)
@@ -224,6 +245,10 @@ async def _sync(request: Request[D], external: External[D], mark_pending: MarkPe
     events: list[Event] = []
     action = Action.NONE
     owned = request.external_id is not None or request.create_pending
+    if not owned and external.idempotent_create and _created_by_us(request, observation):
+        # An upsert of ours whose answer never made it into the status (a crash, a lost status
+        # write): the server made the object after this resource existed.
+        owned = True
     if not owned:
         if not request.adopt:
             message = (
@@ -265,7 +290,7 @@ async def _create(
     request: Request[D], external: External[D], mark_pending: MarkPending, what: str
 ) -> Outcome:
     recreated = request.external_id is not None and not request.create_pending
-    if not request.create_pending:
+    if not request.create_pending and not external.idempotent_create:
         await mark_pending()
     try:
         created = await external.create(request.desired)
@@ -292,6 +317,14 @@ async def _create(
         create_pending=False,
         events=[Event("Normal", reason, f"{verb} {what} in RunWhen")],
     )
+
+
+def _created_by_us(request: Request[Any], observation: Observation) -> bool:
+    """Whether the server created the object no earlier than this resource was created: then the
+    upsert that made it was this resource's (for an idempotent create there is no pending mark)."""
+    if request.owner_since is None or observation.created_at is None:
+        return False
+    return observation.created_at >= request.owner_since
 
 
 def _observe_only(request: Request[Any], observation: Observation, what: str) -> Outcome:

@@ -1,18 +1,21 @@
 """Per-kind external clients: how a Workspace, Workflow or Persona is observed and written.
 
-Workspaces are addressed by name and support PATCH, so only drifted fields are sent. Workflows and
-personas have integer ids and only full replace (PUT), so the whole desired body is sent when any
-field drifted. All observation goes through the coalesced listing cache.
+They speak the canonical shapes of ``runwhen.dialect`` over whichever dialect the connection's
+server speaks. Workspaces are addressed by name and patched, so only drifted fields are sent.
+Workflows and personas are written whole when any field drifted (a PUT by id, or an upsert by
+name); the dialect says which field identifies them. All observation goes through the coalesced
+listing cache.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Hashable, Mapping
+from collections.abc import Hashable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from runwhen_operator.reconcile import diff, engine, listing
-from runwhen_operator.runwhen import client, errors
+from runwhen_operator.runwhen import dialect, errors
 
 Item = dict[str, Any]
 
@@ -32,6 +35,8 @@ class BlockedExternal:
     The engine finishes deletions that need no remote call (Orphan, nothing owned) without one, so
     those still complete while the connection is down.
     """
+
+    idempotent_create = False
 
     def __init__(self, what: str, reason: str, message: str) -> None:
         self._what, self._reason, self._message = what, reason, message
@@ -55,22 +60,30 @@ class BlockedExternal:
 @dataclass(frozen=True)
 class WorkspaceDesired:
     name: str
-    body: Item = field(default_factory=dict)  # the fields the spec sets, camelCase, without `name`
+    body: Item = field(default_factory=dict)  # the fields the spec sets, canonical, without `name`
 
 
 WORKSPACE_SET_KEYS = frozenset({"enabledLocations"})
 WORKSPACE_EXACT_KEYS = frozenset({"configProvided", "slxGroups"})
 
 
-async def _collect(items: AsyncIterator[Any]) -> list[Item]:
-    return [item.wire() async for item in items]
+def _created_at(item: Item) -> datetime | None:
+    value = item.get("createdAt")
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 class WorkspaceExternal:
-    def __init__(
-        self, rw: client.RunWhenClient, cache: listing.ListingCache, scope: Hashable, max_age: float
-    ):
-        self._rw, self._cache, self._max_age = rw, cache, max_age
+    # Creating a workspace is a POST that a taken name turns into another workspace: never repeated
+    # blindly, in either dialect.
+    idempotent_create = False
+
+    def __init__(self, api: dialect.Api, cache: listing.ListingCache, scope: Hashable, max_age: float):
+        self._api, self._cache, self._max_age = api, cache, max_age
         self._scope = (scope, "workspaces")
 
     def describe(self, desired: WorkspaceDesired) -> str:
@@ -80,7 +93,7 @@ class WorkspaceExternal:
         self, desired: WorkspaceDesired, external_id: Any, *, lookup_by_name: bool
     ) -> engine.Observation:
         found = await self._cache.get(
-            self._scope, lambda: _collect(self._rw.list_workspaces()), id_field="name", max_age=self._max_age
+            self._scope, self._api.workspace_listing, id_field="name", max_age=self._max_age
         )
         remote = found.find(external_id or desired.name)
         if remote is None:
@@ -92,7 +105,7 @@ class WorkspaceExternal:
 
     async def create(self, desired: WorkspaceDesired) -> engine.Observation:
         try:
-            created = (await self._rw.create_workspace({"name": desired.name, **desired.body})).wire()
+            created = await self._api.new_workspace(desired.name, desired.body)
         except errors.WriteOutcomeUnknownError:
             self._cache.invalidate(self._scope)
             raise
@@ -101,13 +114,13 @@ class WorkspaceExternal:
 
     async def update(self, desired: WorkspaceDesired, observation: engine.Observation) -> engine.Observation:
         name = observation.external_id
-        updated = (await self._rw.patch_workspace(name, dict(observation.diff))).wire()
+        updated = await self._api.change_workspace(name, dict(observation.diff))
         self._cache.upsert(self._scope, updated)
         return engine.Observation(exists=True, remote=updated, external_id=updated["name"])
 
     async def delete(self, desired: WorkspaceDesired, observation: engine.Observation) -> None:
         try:
-            await self._rw.delete_workspace(observation.external_id)
+            await self._api.remove_workspace(observation.external_id)
         finally:
             self._cache.remove(self._scope, observation.external_id)
 
@@ -119,101 +132,91 @@ class ChildDesired:
     body: Item  # the full desired body, camelCase, with `name`
 
 
-@dataclass(frozen=True)
-class ChildApi:
-    """The RunWhen calls for one child kind (workflows or personas)."""
-
-    label: str
-    list: Callable[[str], AsyncIterator[Any]]
-    create: Callable[[str, Mapping[str, Any]], Awaitable[Any]]
-    replace: Callable[[str, int, Mapping[str, Any]], Awaitable[Any]]
-    delete: Callable[[str, int], Awaitable[None]]
-    set_keys: Collection[str] = ()
-    exact_keys: Collection[str] = ()
-
-
-def workflow_api(rw: client.RunWhenClient) -> ChildApi:
-    return ChildApi(
-        label="workflow",
-        list=rw.list_workflows,
-        create=rw.create_workflow,
-        replace=rw.replace_workflow,
-        delete=rw.delete_workflow,
-        set_keys=frozenset({"activityVerbs", "slxs"}),
-    )
-
-
-def persona_api(rw: client.RunWhenClient) -> ChildApi:
-    return ChildApi(
-        label="persona",
-        list=rw.list_personas,
-        create=rw.create_persona,
-        replace=rw.replace_persona,
-        delete=rw.delete_persona,
-        set_keys=frozenset({"filterCodebundleTaskTags", "filterStopWords"}),
-        exact_keys=frozenset({"filterScope", "searchFilters", "runConfig"}),
-    )
-
-
 class ChildExternal:
-    """Workflows and personas: integer ids, full replace, one listing per workspace and kind."""
+    """Workflows and personas: one listing per workspace and kind, keyed by the dialect's identity
+    field (the integer id, or the short name); ``external_id`` is always the server's id."""
 
-    def __init__(self, api: ChildApi, cache: listing.ListingCache, scope: Hashable, max_age: float):
-        self._api, self._cache, self._scope_root, self._max_age = api, cache, scope, max_age
+    def __init__(
+        self,
+        api: dialect.Api,
+        kind: dialect.ChildKind,
+        cache: listing.ListingCache,
+        scope: Hashable,
+        max_age: float,
+    ):
+        self._api, self._kind, self._cache, self._scope_root, self._max_age = api, kind, cache, scope, max_age
+        self.idempotent_create = api.idempotent_child_create
 
     def _scope(self, workspace: str) -> Hashable:
-        return (self._scope_root, self._api.label, workspace)
+        return (self._scope_root, self._kind.label, workspace)
 
     def describe(self, desired: ChildDesired) -> str:
-        return f'{self._api.label} "{desired.name}" in workspace "{desired.workspace}"'
+        return f'{self._kind.label} "{desired.name}" in workspace "{desired.workspace}"'
+
+    def _observation(self, desired: ChildDesired, remote: Item) -> engine.Observation:
+        drift = diff.drifted_fields(desired.body, remote, self._kind.set_keys, self._kind.exact_keys)
+        return engine.Observation(
+            exists=True,
+            remote=remote,
+            up_to_date=not drift,
+            diff=drift,
+            external_id=remote.get("id"),
+            created_at=_created_at(remote),
+        )
 
     async def observe(
         self, desired: ChildDesired, external_id: Any, *, lookup_by_name: bool
     ) -> engine.Observation:
+        key = self._api.child_key
         try:
             found = await self._cache.get(
                 self._scope(desired.workspace),
-                lambda: _collect(self._api.list(desired.workspace)),
-                id_field="id",
+                lambda: self._api.child_listing(self._kind, desired.workspace),
+                id_field=key,
                 max_age=self._max_age,
             )
         except errors.NotFoundError:
             return engine.Observation(exists=False)  # the workspace is gone, and its children with it
-        remote = found.find(int(external_id)) if external_id is not None else None
-        if remote is None and lookup_by_name:
-            same_name = sorted(found.find_by("name", desired.name), key=lambda i: i["id"])
-            remote = same_name[0] if same_name else None
+        remote: Item | None
+        if key == "name":
+            remote = found.find(desired.name)
+        else:
+            remote = found.find(int(external_id)) if external_id is not None else None
+            if remote is None and lookup_by_name:
+                same_name = sorted(found.find_by("name", desired.name), key=lambda i: i["id"])
+                remote = same_name[0] if same_name else None
         if remote is None:
             return engine.Observation(exists=False)
-        drift = diff.drifted_fields(desired.body, remote, self._api.set_keys, self._api.exact_keys)
-        return engine.Observation(
-            exists=True, remote=remote, up_to_date=not drift, diff=drift, external_id=remote["id"]
-        )
+        return self._observation(desired, remote)
+
+    def _key(self, desired: ChildDesired, observation: engine.Observation) -> Any:
+        remote = observation.remote or {}
+        return remote.get(self._api.child_key, desired.name if self._api.child_key == "name" else None)
 
     async def create(self, desired: ChildDesired) -> engine.Observation:
         scope = self._scope(desired.workspace)
         try:
-            created = (await self._api.create(desired.workspace, desired.body)).wire()
+            created = await self._api.new_child(self._kind, desired.workspace, desired.body)
         except errors.WriteOutcomeUnknownError:
             self._cache.invalidate(scope)
             raise
         self._cache.upsert(scope, created)
-        return engine.Observation(exists=True, remote=created, external_id=created["id"])
+        return engine.Observation(exists=True, remote=created, external_id=created.get("id"))
 
     async def update(self, desired: ChildDesired, observation: engine.Observation) -> engine.Observation:
         scope = self._scope(desired.workspace)
+        key = self._key(desired, observation)
         try:
-            updated = (
-                await self._api.replace(desired.workspace, int(observation.external_id), desired.body)
-            ).wire()
+            updated = await self._api.change_child(self._kind, desired.workspace, key, desired.body)
         except errors.NotFoundError:
-            self._cache.remove(scope, observation.external_id)
+            self._cache.remove(scope, key)
             raise
         self._cache.upsert(scope, updated)
-        return engine.Observation(exists=True, remote=updated, external_id=updated["id"])
+        return engine.Observation(exists=True, remote=updated, external_id=updated.get("id"))
 
     async def delete(self, desired: ChildDesired, observation: engine.Observation) -> None:
+        key = self._key(desired, observation)
         try:
-            await self._api.delete(desired.workspace, int(observation.external_id))
+            await self._api.remove_child(self._kind, desired.workspace, key)
         finally:
-            self._cache.remove(self._scope(desired.workspace), observation.external_id)
+            self._cache.remove(self._scope(desired.workspace), key)

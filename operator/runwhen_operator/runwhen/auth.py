@@ -358,7 +358,10 @@ class JwtAuthenticator:
 
     async def _login_session(self) -> _Session:
         username = self._credentials.username
-        body = {"username": username, "password": self._credentials.password.get_secret_value()}
+        # The token endpoint takes `username` or `email` with the password; RunWhen's own clients log
+        # in with `email`, so a login that looks like one is sent as such.
+        login_field = "email" if "@" in username else "username"
+        body = {login_field: username, "password": self._credentials.password.get_secret_value()}
         try:
             session = await self._token_call(LOGIN_PATH, body)
         except errors.AuthError as exc:

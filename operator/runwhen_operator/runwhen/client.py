@@ -1,9 +1,11 @@
-"""The RunWhen API v3 client: the operator's only door to RunWhen.
+"""The RunWhen API transport: the operator's only door to RunWhen.
 
 One ``RunWhenClient`` holds one ``httpx.AsyncClient`` (one connection pool), one authenticator and
 one token bucket. Every request goes through ``_send``, which applies the rate limit, sends the
 ``Authorization`` header, retries what is safe to retry, maps failures to ``errors`` and reports
-each attempt to the metrics hooks. See docs/client.md for the contract.
+each attempt to the metrics hooks. It knows no resource: the dialect modules (``documented``,
+``platform``) hold the paths and payloads of each API shape and call ``call``/``request`` and the
+two pagination styles here. See docs/client.md for the contract.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC
 from types import TracebackType
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
@@ -38,24 +40,9 @@ OnRequest = Callable[[str, str, int | None, float, int], None]
 #: for a retry after renewing the credentials, or ``"transport:<ExceptionName>"``.
 OnRetry = Callable[[str, str, str], None]
 
-M = TypeVar("M", bound=models.WireModel)
+M = TypeVar("M", bound=pydantic.BaseModel)
 
 API_PREFIX: Final = "/api/v3"
-
-# Path templates (also the label the metrics hooks get).
-WORKSPACES: Final = "/api/v3/workspaces/"
-WORKSPACE: Final = "/api/v3/workspaces/{workspace_name}"
-WORKSPACE_STATUS: Final = "/api/v3/workspaces/{workspace_name}/status"
-WORKSPACE_HEALTH: Final = "/api/v3/workspaces/{workspace_name}/health"
-WORKSPACE_ISSUES: Final = "/api/v3/workspaces/{workspace_name}/issues"
-WORKFLOWS: Final = "/api/v3/workspaces/{workspace_name}/workflows/"
-WORKFLOW: Final = "/api/v3/workspaces/{workspace_name}/workflows/{workflow_id}"
-WORKFLOW_RUN: Final = "/api/v3/workspaces/{workspace_name}/workflows/{workflow_id}/run"
-WORKFLOW_TOKEN: Final = "/api/v3/workspaces/{workspace_name}/workflows/{workflow_id}/token"
-PERSONAS: Final = "/api/v3/workspaces/{workspace_name}/personas/"
-PERSONA: Final = "/api/v3/workspaces/{workspace_name}/personas/{persona_id}"
-RUN_SESSIONS: Final = "/api/v3/workspaces/{workspace_name}/runsessions"
-RUN_SESSION: Final = "/api/v3/workspaces/{workspace_name}/runsessions/{runsession_id}"
 
 #: Methods whose repetition has the same effect as one request (for this API PATCH with the same body
 #: is safe to repeat). POST is not: two POSTs create two objects.
@@ -129,6 +116,9 @@ def _flatten_field_errors(data: Any, prefix: str = "") -> dict[str, list[str]]:
     """A DRF error body (``{"field": ["msg"], "nested": {"f": ["msg"]}, "list": [{}, {"f": [..]}]}``)
     as ``{"field": [...], "nested.f": [...], "list[1].f": [...]}``."""
     out: dict[str, list[str]] = {}
+    fastapi = _fastapi_field_errors(data)
+    if fastapi is not None:
+        return fastapi
 
     def add(key: str, message: str) -> None:
         out.setdefault(key or "non_field_errors", []).append(message)
@@ -158,6 +148,29 @@ def _flatten_field_errors(data: Any, prefix: str = "") -> dict[str, list[str]]:
     return out
 
 
+_LOCATION_ROOTS: Final = frozenset({"body", "query", "path", "header"})
+
+
+def _fastapi_field_errors(data: Any) -> dict[str, list[str]] | None:
+    """A FastAPI validation body (``{"detail": [{"loc": ["body", "payload", "name"], "msg": "..."}]}``)
+    as ``{"payload.name": ["..."]}``; None when the body has another shape."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("detail"), list):
+        return None
+    items = data["detail"]
+    if not items or not all(isinstance(i, Mapping) and "msg" in i and "loc" in i for i in items):
+        return None
+    out: dict[str, list[str]] = {}
+    for item in items:
+        loc = [str(part) for part in item.get("loc") or [] if part is not None]
+        if loc and loc[0] in _LOCATION_ROOTS:
+            loc = loc[1:] or loc
+        key = ""
+        for part in loc:
+            key += f"[{part}]" if part.isdigit() else (f".{part}" if key else part)
+        out.setdefault(key or "non_field_errors", []).append(str(item.get("msg")))
+    return out
+
+
 def _summarise_field_errors(field_errors: Mapping[str, list[str]]) -> str:
     parts = []
     for field, messages in field_errors.items():
@@ -170,16 +183,8 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _query_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
-
-
 class RunWhenClient:
-    """An async client of the RunWhen API v3.
+    """An async transport to one RunWhen API server.
 
     ``base_url`` is the instance URL as users write it (``https://papi.example.runwhen.com``, with or
     without a trailing slash); the client appends ``/api/v3/``.
@@ -214,7 +219,7 @@ class RunWhenClient:
             raise ValueError("page_size must be between 1 and 1000")
         self._base_url = _normalise_base_url(base_url)
         self._root = str(self._base_url).rstrip("/")
-        self._api_path = self._base_url.path.rstrip("/") + API_PREFIX + "/"
+        self._api_path = self._base_url.path.rstrip("/") + "/api/"
         self._credentials = credentials
         self._max_attempts = max_attempts
         self._backoff_base = backoff_base
@@ -272,130 +277,19 @@ class RunWhenClient:
         finally:
             await self._http.aclose()
 
-    async def verify(self) -> None:
-        """Prove the credentials work: log in (password credentials) or make one cheap authenticated
-        request (token). Raises ``errors.AuthError`` if the server rejects them."""
+    async def login(self) -> None:
+        """Log in now with password credentials (raises ``errors.AuthError`` if refused); nothing for a
+        token, which only an authenticated request can prove (the dialect probe makes one)."""
         if isinstance(self._credentials, auth.PasswordCredentials):
             await self._auth.verify()
-            return
-        await self._send("GET", WORKSPACES, self._url(WORKSPACES), params={"page-size": "1"})
 
-    # --- workspaces ----------------------------------------------------------------------------
-
-    def list_workspaces(self) -> AsyncIterator[models.Workspace]:
-        return self._paginate(WORKSPACES, {}, models.Workspace)
-
-    async def get_workspace(self, name: str) -> models.Workspace:
-        return await self._call(models.Workspace, "GET", WORKSPACE, {"workspace_name": name})
-
-    async def create_workspace(self, body: Mapping[str, Any]) -> models.Workspace:
-        return await self._call(models.Workspace, "POST", WORKSPACES, {}, body=body)
-
-    async def replace_workspace(self, name: str, body: Mapping[str, Any]) -> models.Workspace:
-        return await self._call(models.Workspace, "PUT", WORKSPACE, {"workspace_name": name}, body=body)
-
-    async def patch_workspace(self, name: str, body: Mapping[str, Any]) -> models.Workspace:
-        return await self._call(models.Workspace, "PATCH", WORKSPACE, {"workspace_name": name}, body=body)
-
-    async def delete_workspace(self, name: str) -> None:
-        await self._request("DELETE", WORKSPACE, {"workspace_name": name})
-
-    async def get_workspace_status(self, name: str) -> models.WorkspaceStatus:
-        return await self._call(models.WorkspaceStatus, "GET", WORKSPACE_STATUS, {"workspace_name": name})
-
-    async def get_workspace_health(
-        self, name: str, *, include_details: bool = True, include_metrics: bool = False
-    ) -> models.WorkspaceHealth:
-        params = {
-            "include_details": _query_value(include_details),
-            "include_metrics": _query_value(include_metrics),
-        }
-        return await self._call(
-            models.WorkspaceHealth, "GET", WORKSPACE_HEALTH, {"workspace_name": name}, params=params
-        )
-
-    def list_workspace_issues(
-        self, name: str, *, closed: bool = False, severity_lte: int | None = None
-    ) -> AsyncIterator[models.Issue]:
-        params: dict[str, str] = {"closed": _query_value(closed)}
-        if severity_lte is not None:
-            params["severity__lte"] = str(int(severity_lte))
-        return self._paginate(WORKSPACE_ISSUES, {"workspace_name": name}, models.Issue, params)
-
-    # --- workflows -----------------------------------------------------------------------------
-
-    def list_workflows(self, workspace_name: str) -> AsyncIterator[models.Workflow]:
-        return self._paginate(WORKFLOWS, {"workspace_name": workspace_name}, models.Workflow)
-
-    async def get_workflow(self, workspace_name: str, workflow_id: int) -> models.Workflow:
-        return await self._call(models.Workflow, "GET", WORKFLOW, _wf(workspace_name, workflow_id))
-
-    async def create_workflow(self, workspace_name: str, body: Mapping[str, Any]) -> models.Workflow:
-        return await self._call(
-            models.Workflow, "POST", WORKFLOWS, {"workspace_name": workspace_name}, body=body
-        )
-
-    async def replace_workflow(
-        self, workspace_name: str, workflow_id: int, body: Mapping[str, Any]
-    ) -> models.Workflow:
-        return await self._call(models.Workflow, "PUT", WORKFLOW, _wf(workspace_name, workflow_id), body=body)
-
-    async def delete_workflow(self, workspace_name: str, workflow_id: int) -> None:
-        await self._request("DELETE", WORKFLOW, _wf(workspace_name, workflow_id))
-
-    async def run_workflow(
-        self, workspace_name: str, workflow_id: int, context: Mapping[str, Any] | None = None
-    ) -> models.WorkflowRun:
-        body: dict[str, Any] = {} if context is None else {"context": dict(context)}
-        return await self._call(
-            models.WorkflowRun, "POST", WORKFLOW_RUN, _wf(workspace_name, workflow_id), body=body
-        )
-
-    async def get_workflow_token(self, workspace_name: str, workflow_id: int) -> models.WebhookToken:
-        return await self._call(models.WebhookToken, "GET", WORKFLOW_TOKEN, _wf(workspace_name, workflow_id))
-
-    # --- personas ------------------------------------------------------------------------------
-
-    def list_personas(self, workspace_name: str) -> AsyncIterator[models.Persona]:
-        return self._paginate(PERSONAS, {"workspace_name": workspace_name}, models.Persona)
-
-    async def get_persona(self, workspace_name: str, persona_id: int) -> models.Persona:
-        return await self._call(models.Persona, "GET", PERSONA, _persona(workspace_name, persona_id))
-
-    async def create_persona(self, workspace_name: str, body: Mapping[str, Any]) -> models.Persona:
-        return await self._call(
-            models.Persona, "POST", PERSONAS, {"workspace_name": workspace_name}, body=body
-        )
-
-    async def replace_persona(
-        self, workspace_name: str, persona_id: int, body: Mapping[str, Any]
-    ) -> models.Persona:
-        return await self._call(
-            models.Persona, "PUT", PERSONA, _persona(workspace_name, persona_id), body=body
-        )
-
-    async def delete_persona(self, workspace_name: str, persona_id: int) -> None:
-        await self._request("DELETE", PERSONA, _persona(workspace_name, persona_id))
-
-    # --- run sessions --------------------------------------------------------------------------
-
-    def list_run_sessions(self, workspace_name: str, **filters: Any) -> AsyncIterator[models.RunSession]:
-        """Filters are sent as query parameters as named (``modified__lte``,
-        ``runrequest__runbook__name``, ``source``, ``workflowId``); None values are left out."""
-        params = {key: _query_value(value) for key, value in filters.items() if value is not None}
-        return self._paginate(RUN_SESSIONS, {"workspace_name": workspace_name}, models.RunSession, params)
-
-    async def get_run_session(self, workspace_name: str, runsession_id: int) -> models.RunSession:
-        return await self._call(
-            models.RunSession,
-            "GET",
-            RUN_SESSION,
-            {"workspace_name": workspace_name, "runsession_id": runsession_id},
-        )
+    @property
+    def uses_token(self) -> bool:
+        return isinstance(self._credentials, auth.TokenCredentials)
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    def _url(self, template: str, path_params: Mapping[str, str | int] | None = None) -> str:
+    def url(self, template: str, path_params: Mapping[str, str | int] | None = None) -> str:
         values: dict[str, str] = {}
         for key, value in (path_params or {}).items():
             text = str(value)
@@ -404,7 +298,7 @@ class RunWhenClient:
             values[key] = quote(text, safe="")
         return self._root + template.format(**values)
 
-    async def _call(
+    async def call(
         self,
         model: type[M],
         method: str,
@@ -414,10 +308,10 @@ class RunWhenClient:
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> M:
-        response = await self._request(method, template, path_params, body=body, params=params)
-        return self._parse(model, response)
+        response = await self.request(method, template, path_params, body=body, params=params)
+        return self.parse(model, response)
 
-    async def _request(
+    async def request(
         self,
         method: str,
         template: str,
@@ -425,13 +319,21 @@ class RunWhenClient:
         *,
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
+        replay_safe: bool | None = None,
     ) -> httpx.Response:
-        url = self._url(template, path_params)
+        """``replay_safe``: whether the request may be sent again after a lost answer (default: by
+        method; an upsert by name is a POST that is safe to repeat)."""
+        url = self.url(template, path_params)
         return await self._send(
-            method, template, url, params=params, json_body=None if body is None else dict(body)
+            method,
+            template,
+            url,
+            params=params,
+            json_body=None if body is None else dict(body),
+            replay_safe=replay_safe,
         )
 
-    def _parse(self, model: type[M], response: httpx.Response) -> M:
+    def parse(self, model: type[M], response: httpx.Response) -> M:
         where = f"{response.request.method} {response.request.url.path}"
         try:
             data = response.json()
@@ -453,7 +355,7 @@ class RunWhenClient:
                 status_code=response.status_code,
             ) from None
 
-    async def _paginate(
+    async def paginate(
         self,
         template: str,
         path_params: Mapping[str, str | int],
@@ -461,14 +363,14 @@ class RunWhenClient:
         params: Mapping[str, str] | None = None,
     ) -> AsyncIterator[M]:
         query: dict[str, str] | None = {**(params or {}), "page-size": str(self._page_size)}
-        url: str | None = self._url(template, path_params)
+        url: str | None = self.url(template, path_params)
         seen: set[str] = set()
         while url is not None:
             if url in seen or len(seen) >= _MAX_PAGES:
                 raise errors.UnexpectedResponseError(f"GET {template}: pagination does not end ({url})")
             seen.add(url)
             response = await self._send("GET", template, url, params=query)
-            page = self._parse(models.Page, response)
+            page = self.parse(models.Page, response)
             for item in page.results:
                 try:
                     yield model.model_validate(item)
@@ -487,6 +389,52 @@ class RunWhenClient:
                 next_url = next_url.copy_add_param("page-size", str(self._page_size))
             url = str(next_url)
             query = None
+
+    async def paginate_offset(
+        self,
+        template: str,
+        path_params: Mapping[str, str | int],
+        model: type[M],
+        params: Mapping[str, str] | None = None,
+        *,
+        numbered: bool = False,
+        max_page_size: int = 1000,
+    ) -> AsyncIterator[M]:
+        """Pages the client computes itself, never following the server's ``next`` link: ``limit``
+        and ``offset`` (``numbered``: ``page`` from 1 and ``page-size``). Ends on a short or empty page,
+        or once ``count`` items were read; a page that repeats none of the count's progress ends it
+        too, so a server that ignores the offset cannot loop the client."""
+        size = min(self._page_size, max_page_size)
+        url = self.url(template, path_params)
+        read = 0
+        for index in range(_MAX_PAGES):
+            query = dict(params or {})
+            if numbered:
+                query.update({"page": str(index + 1), "page-size": str(size)})
+            else:
+                query.update({"limit": str(size), "offset": str(read)})
+            response = await self._send("GET", template, url, params=query)
+            page = self.parse(models.Page, response)
+            for item in page.results:
+                try:
+                    yield model.model_validate(item)
+                except pydantic.ValidationError as exc:
+                    locations = ", ".join(
+                        ".".join(str(part) for part in error["loc"]) or "(root)" for error in exc.errors()[:5]
+                    )
+                    raise errors.UnexpectedResponseError(
+                        f"GET {template}: the server listed an invalid {model.__name__} "
+                        f"({exc.error_count()} problem(s) at {locations})",
+                        status_code=response.status_code,
+                    ) from None
+            read += len(page.results)
+            # A server may cap the page size below what was asked: only an empty page, the count
+            # reached, or (without a count) a short page ends the listing.
+            if not page.results or (page.count is not None and read >= page.count):
+                return
+            if page.count is None and len(page.results) < size:
+                return
+        raise errors.UnexpectedResponseError(f"GET {template}: pagination does not end ({url})")
 
     def _check_next(self, template: str, link: str) -> httpx.URL:
         """Follow a ``next`` link only if it stays on the API of the same origin."""
@@ -688,11 +636,3 @@ class RunWhenClient:
         if status >= 500:
             return errors.ServerError(message, status_code=status, retryable=status in _RETRY_STATUSES)
         return errors.UnexpectedResponseError(message, status_code=status)
-
-
-def _wf(workspace_name: str, workflow_id: int) -> dict[str, str | int]:
-    return {"workspace_name": workspace_name, "workflow_id": workflow_id}
-
-
-def _persona(workspace_name: str, persona_id: int) -> dict[str, str | int]:
-    return {"workspace_name": workspace_name, "persona_id": persona_id}

@@ -20,6 +20,7 @@ __all__ = [
     "ServerError",
     "TransportError",
     "UnexpectedResponseError",
+    "WorkspaceRenamedError",
     "WriteOutcomeUnknownError",
 ]
 
@@ -143,3 +144,14 @@ class WriteOutcomeUnknownError(RunWhenError):
 
     def __init__(self, message: str, *, status_code: int | None = None, retryable: bool = True) -> None:
         super().__init__(message, status_code=status_code, retryable=retryable)
+
+
+class WorkspaceRenamedError(RunWhenError):
+    """The server created the workspace under another name than the one asked for (it auto-suffixes a
+    taken name: ``myws`` -> ``myws-2``). Never adopted: the name is taken by a workspace this user may
+    not see, and a human must choose another ``spec.name``."""
+
+    def __init__(self, message: str, *, requested: str, given: str) -> None:
+        super().__init__(message, status_code=None, retryable=False)
+        self.requested = requested
+        self.given = given

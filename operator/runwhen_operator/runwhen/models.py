@@ -96,11 +96,12 @@ class WorkspaceHealth(WireModel):
 
 
 class Issue(WireModel):
-    """``severity``: 1 critical, 2 major, 3 minor, 4 warning."""
+    """``severity``: 1 critical, 2 major, 3 minor, 4 warning; the platform may leave it and the title
+    null."""
 
     id: int
-    title: str = ""
-    severity: int
+    title: str | None = ""
+    severity: int | None = None
     slx_name: str | None = None
     open_since: datetime | None = None
     open_occurrence_count: int | None = None
@@ -194,19 +195,21 @@ class WebhookToken(WireModel):
 
 
 class Persona(WireModel):
+    """Every optional field may be null (a server that never set it)."""
+
     id: int
     name: str
-    full_name: str = ""
-    description: str = ""
+    full_name: str | None = ""
+    description: str | None = ""
     avatar_url: str | None = None
     filter_confidence_threshold: float | None = None
     filter_issue_selection_strategy: str | None = None
-    filter_codebundle_task_tags: list[str] = Field(default_factory=list)
-    filter_stop_words: list[str] = Field(default_factory=list)
-    filter_scope: dict[str, Any] = Field(default_factory=dict)
-    search_filters: dict[str, Any] = Field(default_factory=dict)
+    filter_codebundle_task_tags: list[str] | None = Field(default_factory=list)
+    filter_stop_words: list[str] | None = Field(default_factory=list)
+    filter_scope: Any = Field(default_factory=dict)
+    search_filters: dict[str, Any] | None = Field(default_factory=dict)
     run_confidence_threshold: float | None = None
-    run_config: dict[str, Any] = Field(default_factory=dict)
+    run_config: dict[str, Any] | None = Field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
 

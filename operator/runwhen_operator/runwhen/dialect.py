@@ -1,0 +1,182 @@
+"""What the operator asks of a RunWhen server, whatever shape of the API the server speaks.
+
+Two dialects exist: ``Platform`` (what the running RunWhen server speaks, described by its own
+OpenAPI document: v3 reads, v4 ``sync-typed`` upserts of workflows and personas keyed by short
+name, a snake_case workspace PATCH, limit/offset paging, FastAPI errors) and ``Documented`` (the
+older public pages: trailing slashes, integer ids, POST/PUT/DELETE everywhere). Each has one module
+(``platform``, ``documented``) that alone knows its paths, payloads, identities and paging; above
+this layer the engine and the handlers speak only the canonical shapes defined here:
+
+- a workspace item: ``{"name", "displayName", "enabledLocations", "configProvided", "slxGroups", ...}``
+  (the CRD's camelCase spec fields, plus whatever else the server reported);
+- a child item (workflow or persona): ``{"name": <short name>, "id": <server id>, "createdAt", ...}``
+  plus the CRD's camelCase body fields; ``Api.child_key`` names the field that identifies it;
+- health, status flags and issues as the ``models`` classes.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from runwhen_operator.runwhen import client, errors, models
+
+__all__ = [
+    "PERSONA",
+    "WORKFLOW",
+    "Api",
+    "ChildKind",
+    "Dialect",
+    "Item",
+    "RunState",
+    "WorkflowTarget",
+    "WorkspaceReport",
+    "parse_dialect",
+]
+
+Item = dict[str, Any]
+
+
+class Dialect(enum.StrEnum):
+    PLATFORM = "Platform"
+    DOCUMENTED = "Documented"
+
+
+def parse_dialect(value: str | None) -> Dialect | None:
+    """``Platform``/``Documented`` (any case) as a Dialect; None for ``Auto`` or nothing."""
+    if not value or value.lower() == "auto":
+        return None
+    for dialect in Dialect:
+        if dialect.value.lower() == value.lower():
+            return dialect
+    raise ValueError(f"unknown API dialect {value!r}: use Auto, Platform or Documented")
+
+
+@dataclass(frozen=True)
+class ChildKind:
+    """A kind of object that lives in a workspace, with how its fields compare."""
+
+    label: str  # "workflow" | "persona"
+    set_keys: frozenset[str] = frozenset()  # lists the API treats as sets
+    exact_keys: frozenset[str] = frozenset()  # free-form values the user owns whole
+
+
+WORKFLOW = ChildKind("workflow", set_keys=frozenset({"activityVerbs", "slxs"}))
+PERSONA = ChildKind(
+    "persona",
+    set_keys=frozenset({"filterCodebundleTaskTags", "filterStopWords"}),
+    exact_keys=frozenset({"filterScope", "searchFilters", "runConfig"}),
+)
+
+
+@dataclass(frozen=True)
+class WorkspaceReport:
+    """What the health mirror shows: the workspace's health and its status flags."""
+
+    health: models.WorkspaceHealth
+    flags: models.WorkspaceStatus
+
+
+@dataclass(frozen=True)
+class WorkflowTarget:
+    """The workflow a run is for: its workspace, and its id and/or short name (each dialect needs one)."""
+
+    workspace: str
+    id: int | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class RunState:
+    """A run as the server reports it. ``phase`` is one of the WorkflowRun phases (``Queued``,
+    ``Started``, ``Completed``, ``CompletedWithErrors``, ``Failed``, ``Canceled``)."""
+
+    session_id: int | None
+    phase: str
+    message: str
+    run_id: int | None = None
+    queued_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+class Api(Protocol):
+    """One dialect over one ``client.RunWhenClient``."""
+
+    api_dialect: Dialect
+    #: the canonical field that identifies a workflow or persona: "name" (short name) or "id"
+    child_key: str
+    #: creating a workflow or persona is an idempotent upsert by name (no duplicate is possible)
+    idempotent_child_create: bool
+
+    @property
+    def client(self) -> client.RunWhenClient: ...
+
+    async def probe(self) -> None:
+        """One cheap authenticated request that only a server of this dialect answers with 2xx."""
+        ...
+
+    async def verify(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    # workspaces
+    def workspace_body(self, body: Mapping[str, Any]) -> Item:
+        """The CRD's workspace fields (camelCase) in this dialect's canonical form."""
+        ...
+
+    async def workspace_listing(self) -> list[Item]: ...
+
+    async def new_workspace(self, name: str, body: Mapping[str, Any]) -> Item:
+        """Create it with the fields of ``body``; ``errors.WorkspaceRenamedError`` if the server gave
+        the new workspace another name (it is deleted again before raising)."""
+        ...
+
+    async def change_workspace(self, name: str, changes: Mapping[str, Any]) -> Item: ...
+
+    async def remove_workspace(self, name: str) -> None: ...
+
+    async def workspace_report(
+        self, name: str, *, include_details: bool, include_metrics: bool
+    ) -> WorkspaceReport: ...
+
+    async def open_issues(self, name: str, *, max_severity: int) -> list[models.Issue]: ...
+
+    # workflows and personas
+    async def child_listing(self, kind: ChildKind, workspace: str) -> list[Item]: ...
+
+    async def new_child(self, kind: ChildKind, workspace: str, body: Mapping[str, Any]) -> Item: ...
+
+    async def change_child(
+        self, kind: ChildKind, workspace: str, key: Any, body: Mapping[str, Any]
+    ) -> Item: ...
+
+    async def remove_child(self, kind: ChildKind, workspace: str, key: Any) -> None: ...
+
+    async def webhook_token(self, workspace: str, key: Any, *, rotate: bool) -> models.WebhookToken:
+        """The workflow's webhook token; ``rotate`` asks for a new one first."""
+        ...
+
+    # runs
+    async def resolve_workflow(self, target: WorkflowTarget) -> WorkflowTarget:
+        """The target with what this dialect addresses the workflow by filled in."""
+        ...
+
+    async def start_run(
+        self, target: WorkflowTarget, marker: str, context: Mapping[str, Any] | None
+    ) -> RunState:
+        """Start one run marked with ``marker`` (the WorkflowRun's uid), so ``find_run`` can find it
+        after a lost answer."""
+        ...
+
+    async def find_run(self, target: WorkflowTarget, marker: str, since: datetime) -> RunState | None: ...
+
+    async def get_run(self, target: WorkflowTarget, session_id: int) -> RunState: ...
+
+
+def not_supported(exc: errors.RunWhenError) -> bool:
+    """Whether an error says the server has no such endpoint (404/405), rather than a failure."""
+    return exc.status_code in (404, 405)
