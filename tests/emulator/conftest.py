@@ -1,13 +1,44 @@
-"""Fixtures for the emulator's own tests."""
+"""Fixtures for the emulator's own tests of the documented dialect (``tests/emulator/platform/`` has the
+platform dialect's): the shared emulator and the factory speak ``documented`` whatever the default."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.support.emulator import EmulatorProcess
+
+DIALECT = "documented"
+
+
+@pytest.fixture(scope="session")
+def emulator_process() -> Iterator[EmulatorProcess]:
+    proc = EmulatorProcess(username="admin", password="admin", api_token="rw-test-token", dialect=DIALECT)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.close()
+
+
+@pytest.fixture
+def emulator_factory() -> Iterator[Callable[..., EmulatorProcess]]:
+    started: list[EmulatorProcess] = []
+
+    def factory(**kwargs: Any) -> EmulatorProcess:
+        kwargs.setdefault("dialect", DIALECT)
+        proc = EmulatorProcess(**kwargs)
+        started.append(proc)
+        return proc.start()
+
+    try:
+        yield factory
+    finally:
+        for proc in started:
+            proc.close()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ LINE = re.compile(r"^runwhen-emulator listening on http://127\.0\.0\.1:(\d+)$")
 
 def _spawn(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "runwhen_operator.emulator", "--port", "0", *args],
+        [sys.executable, "-m", "runwhen_operator.emulator", "--port", "0", "--dialect", "documented", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -54,7 +54,7 @@ def test_every_route_is_documented(emulator: EmulatorProcess) -> None:
         for method in item
         if method in ("get", "post", "put", "patch", "delete")
     }
-    from runwhen_operator.emulator.app import ROUTES
+    from runwhen_operator.emulator.documented import ROUTES
 
     served = {
         f"{method} {template.rstrip('/')}"

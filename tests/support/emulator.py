@@ -2,10 +2,13 @@
 
 Fixtures:
 - ``emulator_process`` (session): one emulator for the whole run (user ``admin``/``admin``, API token
-  ``rw-test-token``).
+  ``rw-test-token``, dialect :data:`DEFAULT_DIALECT`).
 - ``emulator`` (function): that process, reset (no objects, no faults, counters at zero) before the test.
 - ``emulator_factory`` (function): ``factory(**kwargs) -> EmulatorProcess`` starts extra emulators with
   their own arguments; they are stopped after the test.
+
+With ``RUNWHEN_CONTRACT_DIR`` set, every emulator started here records its API exchanges there
+(``--record-exchanges``), for the contract checks.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import httpx
 import pytest
 
 __all__ = [
+    "CONTRACT_DIR_ENV",
+    "DEFAULT_DIALECT",
     "EmulatorError",
     "EmulatorProcess",
     "RequestCounts",
@@ -35,6 +40,9 @@ __all__ = [
     "emulator_process",
 ]
 
+DEFAULT_DIALECT = "documented"
+"""The dialect of ``EmulatorProcess`` and the ``emulator_process`` fixture unless one is given."""
+CONTRACT_DIR_ENV = "RUNWHEN_CONTRACT_DIR"
 LISTENING_PREFIX = "runwhen-emulator listening on "
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 TOKEN_TEMPLATES = ("/api/v3/token", "/api/v3/token/refresh")
@@ -52,6 +60,7 @@ _HEALTH_KEYS = {
     "metrics": "metrics",
     "workspace": "workspace",
     "sync": "sync",
+    "index_health": "indexHealth",
 }
 
 
@@ -69,7 +78,12 @@ def _normalise_key(key: str) -> str:
 
 class RequestCounts(Counter[str]):
     """Counters keyed ``"METHOD /path/template"``; missing keys count 0 and a trailing slash in a
-    looked-up key does not matter."""
+    key does not matter (the platform dialect's token templates end in one)."""
+
+    def __init__(self, counts: Mapping[str, int] | None = None) -> None:
+        super().__init__()
+        for key, count in (counts or {}).items():
+            super().__setitem__(_normalise_key(key), super().__getitem__(_normalise_key(key)) + count)
 
     def __getitem__(self, key: str) -> int:
         return super().__getitem__(_normalise_key(key))
@@ -93,6 +107,7 @@ class EmulatorProcess:
         *,
         username: str = "admin",
         password: str = "admin",
+        dialect: str | None = None,
         api_token: str | None = None,
         token_lifetime: float | None = None,
         state_file: str | os.PathLike[str] | None = None,
@@ -104,6 +119,7 @@ class EmulatorProcess:
     ) -> None:
         self.username = username
         self.password = password
+        self.dialect = dialect or DEFAULT_DIALECT
         self.api_token = api_token
         self.token_lifetime = token_lifetime
         self.state_file = Path(state_file) if state_file is not None else None
@@ -144,8 +160,13 @@ class EmulatorProcess:
             self.username,
             "--password",
             self.password,
+            "--dialect",
+            self.dialect,
             "--exit-with-parent",
         ]
+        contract_dir = os.environ.get(CONTRACT_DIR_ENV)
+        if contract_dir:
+            args += ["--record-exchanges", contract_dir]
         if self.api_token is not None:
             args += ["--api-token", self.api_token]
         if self.token_lifetime is not None:
@@ -273,7 +294,7 @@ class EmulatorProcess:
         self.close()
 
     def __repr__(self) -> str:
-        return f"EmulatorProcess(url={self.url!r}, pid={self.pid})"
+        return f"EmulatorProcess(url={self.url!r}, pid={self.pid}, dialect={self.dialect!r})"
 
     # --- API helpers ----------------------------------------------------------------------------
 
@@ -325,15 +346,11 @@ class EmulatorProcess:
         return RequestCounts(self.state()["responses"])
 
     def write_count(self) -> int:
-        """POST/PUT/PATCH/DELETE requests under ``/api/v3/``, not counting the token endpoints."""
+        """POST/PUT/PATCH/DELETE requests under ``/api/``, not counting the token endpoints."""
         total = 0
-        for key, count in self.state()["requests"].items():
+        for key, count in self.requests().items():
             method, _, template = key.partition(" ")
-            if (
-                method in WRITE_METHODS
-                and template.startswith("/api/v3/")
-                and template not in TOKEN_TEMPLATES
-            ):
+            if method in WRITE_METHODS and template.startswith("/api/") and template not in TOKEN_TEMPLATES:
                 total += int(count)
         return total
 
@@ -352,7 +369,7 @@ class EmulatorProcess:
 
     def set_health(self, ws: str, /, **health: Any) -> dict[str, Any]:
         """Set what workspace ``ws`` reports: ``status``, ``details``, ``metrics``, ``workspace`` (bool),
-        ``sync`` (bool); fields not given stay as they are."""
+        ``sync`` (bool), ``index_health`` (platform ``/index-health``); fields not given stay as they are."""
         body = _camel(health, _HEALTH_KEYS)
         data: dict[str, Any] = self._check(
             self._http.put(f"/_emulator/workspaces/{ws}/health", json=body)
@@ -360,11 +377,16 @@ class EmulatorProcess:
         return data
 
     def open_issue(
-        self, workspace: str, title: str, severity: int, slx_name: str = "", **extra: Any
+        self, workspace: str, title: str | None, severity: int | None, slx_name: str = "", **extra: Any
     ) -> dict[str, Any]:
-        """Open an issue (``extra``: ``run_session_id``, ``open_occurrence_count``); returns it."""
+        """Open an issue (``extra``: ``run_session_id``, ``open_occurrence_count``, ``task_title``);
+        returns it. ``title`` and ``severity`` may be None in the platform dialect."""
         body: dict[str, Any] = {"title": title, "severity": severity, "slxName": slx_name}
-        names = {"run_session_id": "runSessionId", "open_occurrence_count": "openOccurrenceCount"}
+        names = {
+            "run_session_id": "runSessionId",
+            "open_occurrence_count": "openOccurrenceCount",
+            "task_title": "taskTitle",
+        }
         body.update(_camel(extra, names))
         data: dict[str, Any] = self._check(
             self._http.post(f"/_emulator/workspaces/{workspace}/issues", json=body)
@@ -384,6 +406,20 @@ class EmulatorProcess:
             body["stepSeconds"] = step_seconds
         data: dict[str, Any] = self._check(self._http.put("/_emulator/runs", json=body)).json()
         return data
+
+    def set_runners(self, workspace: str, runners: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Replace the runners of ``workspace``: ``[{"name", "value"?, "health", "lastHeartbeat"?}]``."""
+        data: list[dict[str, Any]] = self._check(
+            self._http.put(f"/_emulator/workspaces/{workspace}/runners", json=list(runners))
+        ).json()
+        return data
+
+    def reserve_names(self, *names: str) -> list[str]:
+        """Workspace names taken by workspaces the caller cannot see (the platform dialect suffixes)."""
+        data: dict[str, Any] = self._check(
+            self._http.put("/_emulator/reserved-names", json={"names": list(names)})
+        ).json()
+        return list(data["names"])
 
     def reset(self) -> None:
         """Forget every object, fault and counter."""

@@ -1,4 +1,7 @@
-"""The RunWhen Platform API v3 emulator: an aiohttp server for tests, demos and benchmarks.
+"""The RunWhen Platform API emulator: an aiohttp server for tests, demos and benchmarks.
+
+It speaks one of two dialects (``EmulatorConfig.dialect``): ``platform`` (the default, the server's
+own OpenAPI document) or ``documented`` (the older public pages).
 
 ``create_app(config)`` builds the application, ``run_emulator(config)`` serves it in-process and
 ``runwhen-emulator`` (``python -m runwhen_operator.emulator``) runs it from the command line.

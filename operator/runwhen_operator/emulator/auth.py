@@ -1,4 +1,6 @@
-"""Token issuing and checking: JWT access and refresh tokens with rotation, plus a static API token."""
+"""Token issuing and checking: JWT access and refresh tokens with rotation, plus a static API token.
+
+The one user logs in with its user name or (platform dialect) its e-mail address."""
 
 from __future__ import annotations
 
@@ -37,9 +39,11 @@ class TokenService:
         access_lifetime: float,
         refresh_lifetime: float,
         key: bytes,
+        email: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.username = username
+        self.email = email or username
         self.password = password
         self.api_token = api_token
         self.access_lifetime = access_lifetime
@@ -72,9 +76,11 @@ class TokenService:
             "refresh": self._token("refresh", self.refresh_lifetime, now),
         }
 
-    def obtain(self, username: str, password: str) -> dict[str, str]:
-        """``{access, refresh}`` for the right credentials; AuthError otherwise."""
-        if not (self._same(username, self.username) and self._same(password, self.password)):
+    def obtain(self, username: str, password: str, *, email: str | None = None) -> dict[str, str]:
+        """``{access, refresh}`` for the right credentials (the user name, or the e-mail address when
+        ``email`` is given instead); AuthError otherwise."""
+        login, expected = (email, self.email) if email is not None else (username, self.username)
+        if not (self._same(login, expected) and self._same(password, self.password)):
             raise AuthError("No active account found with the given credentials")
         return self._pair()
 

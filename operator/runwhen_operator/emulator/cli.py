@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from runwhen_operator.emulator.app import EmulatorConfig, run_emulator
+from runwhen_operator.emulator.app import DIALECTS, EmulatorConfig, run_emulator
 from runwhen_operator.emulator.store import RUN_OUTCOMES, StateFileError
 
 __all__ = ["build_parser", "config_from_args", "main", "serve"]
@@ -41,7 +41,15 @@ def _page_size(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runwhen-emulator",
-        description="RunWhen Platform API v3 emulator: /api/v3/ plus the /_emulator/ control endpoints.",
+        description="RunWhen Platform API emulator: /api/ in one of two dialects plus the /_emulator/ "
+        "control endpoints.",
+    )
+    parser.add_argument(
+        "--dialect",
+        choices=tuple(DIALECTS),
+        default="platform",
+        help="the API to speak: 'platform' (the RunWhen server's own OpenAPI document, papi 2.0.0) or "
+        "'documented' (the older public documentation pages) (default: %(default)s)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument(
@@ -72,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--auto-suffix-duplicates",
         action="store_true",
-        help="store a duplicate workspace name as NAME-2, NAME-3, ... instead of answering 400",
+        help="documented dialect: store a duplicate workspace name as NAME-2, NAME-3, ... instead of "
+        "answering 400 (the platform dialect always does)",
     )
     parser.add_argument(
         "--state-file",
@@ -84,13 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-step-seconds",
         type=_non_negative_float,
         default=1.0,
-        help="seconds a workflow run spends queued, then started (default: %(default)s)",
+        help="seconds a workflow run spends queued, then started; a platform run request created, then "
+        "dispatched (default: %(default)s)",
     )
     parser.add_argument(
         "--run-outcome",
         choices=RUN_OUTCOMES,
         default="completed",
-        help="how workflow runs end (default: %(default)s)",
+        help="how workflow runs and platform run requests end (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--record-exchanges",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="append one JSON line per API exchange to DIR/exchanges-<pid>.jsonl",
     )
     parser.add_argument(
         "--allow-remote-control",
@@ -109,6 +126,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     return EmulatorConfig(
         host=args.host,
         port=args.port,
+        dialect=args.dialect,
         username=args.username,
         password=args.password,
         api_token=args.api_token,
@@ -121,6 +139,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         run_outcome=args.run_outcome,
         allow_remote_control=args.allow_remote_control,
         access_log=args.access_log,
+        record_exchanges=args.record_exchanges,
     )
 
 

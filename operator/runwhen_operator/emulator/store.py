@@ -1,8 +1,28 @@
-"""The emulator's state: objects, their validation and wire form, the run lifecycle, persistence.
+"""The emulator's state: objects in one internal record shape, the run lifecycles, persistence.
 
-Everything here is synchronous and in memory; the HTTP layer (``app``) calls into one :class:`Store`.
-Records keep timestamps as POSIX seconds and carry a few internal fields; the ``*_view`` functions
-produce the camelCase wire objects.
+Everything here is synchronous and in memory; the HTTP layer calls into one :class:`Store`. The store
+takes data that the dialect layer (``documented``, ``platform``) has already validated and translated
+into the internal shape, and the dialects render records as their wire views. Records keep
+timestamps as POSIX seconds.
+
+Internal shapes (shared by both dialects):
+
+- workspace: ``id``, ``name``, ``alias``, ``description``, ``owner`` (user name), ``configProvided``
+  (list of objects, ``{"name", "value"}`` for the documented dialect's map), ``secretsProvided``
+  (object), ``enabledLocations``, ``slxGroups`` (list of objects, ``{"name", "slxs"}`` for the
+  documented dialect's map), ``scrubberConfig``, ``health`` (``status``, ``details``, ``metrics``,
+  ``workspace``, ``sync``, ``indexHealth``), ``runners``, ``createdAt``, ``updatedAt``.
+- workflow: ``id``, ``workspace`` (name), ``name`` (the short name), ``definition``, ``webhookToken``,
+  ``tokenRetrieved``, ``deletedAt``, ``createdAt``, ``updatedAt``.
+- persona: ``id``, ``workspace``, ``name`` (short name), the persona fields, ``deletedAt``, timestamps.
+- run session: ``id``, ``workspace``, ``name``, ``source``, ``isActive``, ``activeUntil``, ``escalated``,
+  ``notes``, ``personaName``, ``status`` and ``workflowId`` (workflow runs), ``context``,
+  ``runRequests``, ``runId``, timestamps. A run request: ``id``, ``slxName``, ``runbookName``,
+  ``taskTitles`` (list or None), ``memo``, ``createdAt`` and, when it has a lifecycle (``lifecycle``),
+  ``stepSeconds``, ``outcome``, ``requestTime``, ``responseTime``, ``status``, ``passedTitles``,
+  ``failedTitles``, ``skippedTitles``.
+- issue: ``id``, ``workspace``, ``runSessionId``, ``title``, ``taskTitle``, ``severity`` (may be None),
+  ``slxName``, ``openSince``, ``openOccurrenceCount``, ``closed``, ``closedAt``, ``modifiedAt``.
 """
 
 from __future__ import annotations
@@ -20,33 +40,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runwhen_operator.emulator.validation import (
-    NON_FIELD,
-    Field,
-    Invalid,
-    bool_field,
-    dns_label,
-    duration,
-    enum,
-    integer,
-    is_dns_label,
-    list_of,
-    nested,
-    number,
-    object_field,
-    parse_body,
-    string,
-    string_list,
-)
+from runwhen_operator.emulator.validation import NON_FIELD, Invalid, is_dns_label
 
 __all__ = [
     "HEALTH_STATUSES",
     "NON_FIELD",
     "RUN_OUTCOMES",
     "RUN_STATUSES",
-    "SOURCES",
+    "SESSION_TTL_SECONDS",
+    "Conflict",
     "Invalid",
     "NotFound",
+    "Record",
     "RunSettings",
     "StateFileError",
     "Store",
@@ -58,11 +63,12 @@ __all__ = [
 
 Record = dict[str, Any]
 
-SOURCES = ("user", "alert", "slack", "workflow", "api")
 RUN_OUTCOMES = ("completed", "completed_with_errors", "failed")
 RUN_STATUSES = ("queued", "started", "completed", "completed_with_errors", "failed", "canceled")
 TERMINAL_STATUSES = frozenset({"completed", "completed_with_errors", "failed", "canceled"})
 HEALTH_STATUSES = ("healthy", "degraded", "unhealthy", "unknown")
+SESSION_TTL_SECONDS = 3600.0
+"""How long a run session created through the platform dialect stays active without a deactivate."""
 STATE_FORMAT = 1
 
 _STATUS_MESSAGES = {
@@ -75,9 +81,21 @@ _STATUS_MESSAGES = {
 
 
 class NotFound(Exception):
-    """A 404 answer."""
+    """A 404 answer about one object: ``kind`` (``"workspace"``, ``"workflow"``, ...) and its ``key``.
 
-    def __init__(self, detail: str = "Not found.") -> None:
+    Each dialect words the message itself; ``detail`` is the documented dialect's wording."""
+
+    def __init__(self, kind: str = "", key: object = None, detail: str | None = None) -> None:
+        self.kind = kind
+        self.key = key
+        self.detail = detail or (f"{kind.capitalize()} not found." if kind else "Not found.")
+        super().__init__(self.detail)
+
+
+class Conflict(Exception):
+    """A 409 answer."""
+
+    def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
 
@@ -117,240 +135,49 @@ def parse_datetime(text: str) -> float:
 
 @dataclass
 class RunSettings:
-    """How workflow runs triggered from now on end, and how long each lifecycle step takes."""
+    """How runs started from now on end, and how long each lifecycle step takes."""
 
     outcome: str = "completed"
     step_seconds: float = 1.0
 
 
-# --- field definitions --------------------------------------------------------------------------
-
-_TASKS = nested(
-    {
-        "slx": Field(string()),
-        "persona": Field(string()),
-        "titles": Field(string_list()),
-        "sessionTTL": Field(duration()),
-    }
-)
-_ACTION = nested({"tasks": Field(_TASKS)})
-_MATCH = nested({"activityVerbs": Field(string_list()), "slxs": Field(string_list())})
-_ACTIVITY = nested(
-    {
-        "name": Field(string(allow_blank=False), required=True),
-        "displayName": Field(string()),
-        "description": Field(string()),
-        "match": Field(_MATCH),
-        "actions": Field(list_of(_ACTION)),
-    }
-)
-_DEFINITION = nested({"fromActivities": Field(list_of(_ACTIVITY))})
-
-
-def _empty_definition() -> dict[str, Any]:
-    return {"fromActivities": []}
-
-
-def _workspace_fields(*, name_required: bool) -> dict[str, Field]:
-    return {
-        "name": Field(dns_label(), required=name_required),
-        "displayName": Field(string(), default=str),
-        "configProvided": Field(object_field(), default=dict),
-        "secretsProvided": Field(object_field(), default=dict),
-        "enabledLocations": Field(string_list(), default=list),
-        "slxGroups": Field(object_field(string_list()), default=dict),
-    }
-
-
-WORKSPACE_CREATE = _workspace_fields(name_required=True)
-WORKSPACE_UPDATE = _workspace_fields(name_required=False)
-WORKSPACE_READ_ONLY = frozenset({"owner", "createdAt", "updatedAt"})
-
-WORKFLOW_FIELDS = {
-    "name": Field(dns_label(), required=True),
-    "definition": Field(_DEFINITION, default=_empty_definition),
-}
-WORKFLOW_READ_ONLY = frozenset({"id", "createdAt", "updatedAt"})
-
-PERSONA_FIELDS = {
-    "name": Field(dns_label(), required=True),
-    "fullName": Field(string(), default=str),
-    "description": Field(string(), default=str),
-    "avatarUrl": Field(string(), default=str),
-    "filterConfidenceThreshold": Field(number(minimum=0, maximum=1), default=lambda: 0.5),
-    "filterIssueSelectionStrategy": Field(string(allow_blank=False), default=lambda: "MOST_SEVERE"),
-    "filterCodebundleTaskTags": Field(string_list(), default=list),
-    "filterStopWords": Field(string_list(), default=list),
-    "filterScope": Field(object_field(), default=dict),
-    "searchFilters": Field(object_field(), default=dict),
-    "runConfidenceThreshold": Field(number(minimum=0, maximum=1), default=lambda: 0.95),
-    "runConfig": Field(object_field(), default=dict),
-}
-PERSONA_READ_ONLY = frozenset({"id", "createdAt", "updatedAt"})
-
-RUN_FIELDS = {"context": Field(object_field(), default=dict)}
-
-_RUN_REQUEST = nested(
-    {
-        "id": Field(integer(minimum=1)),
-        "slxName": Field(string(allow_blank=False)),
-        "runbookName": Field(string(allow_blank=False)),
-        "taskTitles": Field(string_list()),
-    },
-    ignore=frozenset({"createdAt"}),
-)
-RUN_SESSION_CREATE = {
-    "source": Field(enum(SOURCES), required=True),
-    "isActive": Field(bool_field(), default=lambda: True),
-    "context": Field(object_field(), default=dict),
-    "runRequests": Field(list_of(_RUN_REQUEST), default=list),
-}
-RUN_SESSION_PATCH = {
-    "source": Field(enum(SOURCES)),
-    "isActive": Field(bool_field()),
-    "context": Field(object_field()),
-    "runRequests": Field(list_of(_RUN_REQUEST)),
-}
-RUN_SESSION_READ_ONLY = frozenset({"id", "workspace", "status", "workflowId", "createdAt", "updatedAt"})
-
-ISSUE_PATCH = {
-    "title": Field(string(allow_blank=False)),
-    "severity": Field(integer(minimum=1, maximum=4)),
-    "slxName": Field(string()),
-    "closed": Field(bool_field()),
-}
-ISSUE_READ_ONLY = frozenset({"id", "openSince", "openOccurrenceCount"})
-
-ISSUE_OPEN = {
-    "title": Field(string(allow_blank=False), required=True),
-    "severity": Field(integer(minimum=1, maximum=4), required=True),
-    "slxName": Field(string(), default=str),
-    "runSessionId": Field(integer(minimum=1), nullable=True),
-    "openOccurrenceCount": Field(integer(minimum=1), default=lambda: 1),
-}
-
-_HEALTH_DETAIL = nested(
-    {
-        "component": Field(string(), required=True),
-        "status": Field(string(), required=True),
-        "message": Field(string()),
-    }
-)
-HEALTH_FIELDS = {
-    "status": Field(enum(HEALTH_STATUSES)),
-    "details": Field(list_of(_HEALTH_DETAIL)),
-    "metrics": Field(object_field(number())),
-    "workspace": Field(bool_field()),
-    "sync": Field(bool_field()),
-}
-
-RUN_SETTINGS_FIELDS = {
-    "outcome": Field(enum(RUN_OUTCOMES)),
-    "stepSeconds": Field(number(minimum=0, maximum=3600)),
-}
-
-
-def default_health() -> Record:
+def default_health(now: float) -> Record:
     return {
         "status": "healthy",
         "details": [{"component": "runner", "status": "healthy", "message": ""}],
         "metrics": {},
         "workspace": True,
         "sync": True,
+        "indexHealth": {"status": "ok", "indexedResources": 0, "lastIndexedAt": iso(now)},
     }
 
 
-# --- wire views ---------------------------------------------------------------------------------
+PERSONA_DEFAULTS: dict[str, Callable[[], Any]] = {
+    "fullName": lambda: None,
+    "description": lambda: None,
+    "avatarUrl": lambda: None,
+    "filterConfidenceThreshold": lambda: 0.5,
+    "filterIssueSelectionStrategy": lambda: "MOST_SEVERE",
+    "filterCodebundleTaskTags": list,
+    "filterStopWords": list,
+    "filterScope": lambda: None,
+    "searchFilters": dict,
+    "runConfidenceThreshold": lambda: 0.95,
+    "runConfig": dict,
+}
+"""Every persona field but the name, with the value a full upsert gives it when it is omitted."""
 
 
-def workspace_view(rec: Record) -> Record:
-    return {
-        "name": rec["name"],
-        "displayName": rec["displayName"],
-        "owner": rec["owner"],
-        "configProvided": rec["configProvided"],
-        "secretsProvided": rec["secretsProvided"],
-        "enabledLocations": rec["enabledLocations"],
-        "slxGroups": rec["slxGroups"],
-        "createdAt": iso(rec["createdAt"]),
-        "updatedAt": iso(rec["updatedAt"]),
-    }
+def _titles_of(request: Record) -> list[str]:
+    titles = request.get("taskTitles")
+    if titles:
+        return [str(title) for title in titles]
+    return [short_name(str(request["slxName"]))]
 
 
-def workflow_view(rec: Record) -> Record:
-    return {
-        "id": rec["id"],
-        "name": rec["name"],
-        "definition": rec["definition"],
-        "createdAt": iso(rec["createdAt"]),
-        "updatedAt": iso(rec["updatedAt"]),
-    }
-
-
-def persona_view(rec: Record) -> Record:
-    view: Record = {"id": rec["id"]}
-    for key in PERSONA_FIELDS:
-        view[key] = rec[key]
-    view["createdAt"] = iso(rec["createdAt"])
-    view["updatedAt"] = iso(rec["updatedAt"])
-    return view
-
-
-def run_request_view(rec: Record) -> Record:
-    return {
-        "id": rec["id"],
-        "slxName": rec["slxName"],
-        "runbookName": rec["runbookName"],
-        "taskTitles": rec["taskTitles"],
-        "createdAt": iso(rec["createdAt"]),
-    }
-
-
-def run_session_view(rec: Record) -> Record:
-    return {
-        "id": rec["id"],
-        "workspace": rec["workspace"],
-        "source": rec["source"],
-        "isActive": rec["isActive"],
-        "status": rec["status"],
-        "workflowId": rec["workflowId"],
-        "context": rec["context"],
-        "runRequests": [run_request_view(item) for item in rec["runRequests"]],
-        "createdAt": iso(rec["createdAt"]),
-        "updatedAt": iso(rec["updatedAt"]),
-    }
-
-
-def issue_view(rec: Record) -> Record:
-    return {
-        "id": rec["id"],
-        "title": rec["title"],
-        "severity": rec["severity"],
-        "slxName": rec["slxName"],
-        "openSince": iso(rec["openSince"]),
-        "openOccurrenceCount": rec["openOccurrenceCount"],
-        "closed": rec["closed"],
-    }
-
-
-def run_view(rec: Record) -> Record:
-    return {
-        "id": rec["id"],
-        "workflowId": rec["workflowId"],
-        "workflowName": rec["workflowName"],
-        "runSessionId": rec["runSessionId"],
-        "status": rec["status"],
-        "statusMessage": rec["statusMessage"],
-        "triggeredBy": rec["triggeredBy"],
-        "context": rec["context"],
-        "queuedAt": iso(rec["queuedAt"]),
-        "startedAt": iso(rec["startedAt"]),
-        "completedAt": iso(rec["completedAt"]),
-        "failedAt": iso(rec["failedAt"]),
-        "canceledAt": iso(rec["canceledAt"]),
-        "createdAt": iso(rec["createdAt"]),
-        "updatedAt": iso(rec["updatedAt"]),
-    }
+def short_name(full: str) -> str:
+    """``ws--slx`` -> ``slx`` (a name without ``--`` is already short)."""
+    return full.split("--", 1)[1] if "--" in full else full
 
 
 # --- the store ----------------------------------------------------------------------------------
@@ -371,7 +198,9 @@ class Store:
         self.run_sessions: dict[int, Record] = {}
         self.issues: dict[int, Record] = {}
         self.runs: dict[int, Record] = {}
+        self.reserved_names: list[str] = []
         self.next_ids: dict[str, int] = {
+            "workspace": 1,
             "workflow": 1,
             "persona": 1,
             "runSession": 1,
@@ -380,6 +209,7 @@ class Store:
             "run": 1,
         }
         self._active_runs: set[int] = set()
+        self._moving_sessions: set[int] = set()
         self.generation = 0
         """Incremented by every change; the HTTP layer saves the state file when it moves."""
 
@@ -389,19 +219,21 @@ class Store:
         self.generation += 1
 
     def _next_id(self, kind: str) -> int:
-        value = self.next_ids[kind]
+        value = self.next_ids.get(kind, 1)
         self.next_ids[kind] = value + 1
         return value
 
     def reset(self) -> None:
-        """Forget every object and restore the start-up run settings; ids keep counting up."""
+        """Forget every object and reserved name, restore the start-up run settings; ids count on."""
         self.workspaces.clear()
         self.workflows.clear()
         self.personas.clear()
         self.run_sessions.clear()
         self.issues.clear()
         self.runs.clear()
+        self.reserved_names = []
         self._active_runs.clear()
+        self._moving_sessions.clear()
         self.run_settings = copy.copy(self.default_run_settings)
         self._touch()
 
@@ -413,126 +245,223 @@ class Store:
     def get_workspace(self, name: str) -> Record:
         rec = self.workspaces.get(name)
         if rec is None:
-            raise NotFound("Workspace not found.")
+            raise NotFound("workspace", name)
         return rec
+
+    def workspace_by_id(self, workspace_id: int) -> Record | None:
+        return next((rec for rec in self.workspaces.values() if rec["id"] == workspace_id), None)
+
+    def name_taken(self, name: str) -> bool:
+        return name in self.workspaces or name in self.reserved_names
 
     def _free_name(self, name: str) -> str:
         suffix = 2
         while True:
             tail = f"-{suffix}"
             candidate = name[: 63 - len(tail)].rstrip("-") + tail
-            if candidate not in self.workspaces and is_dns_label(candidate):
+            if not self.name_taken(candidate) and is_dns_label(candidate):
                 return candidate
             suffix += 1
 
-    def create_workspace(self, body: Any, *, owner: str, auto_suffix: bool = False) -> Record:
-        data = parse_body(body, WORKSPACE_CREATE, read_only=WORKSPACE_READ_ONLY)
+    def create_workspace(self, data: Record, *, owner: str, auto_suffix: bool) -> tuple[Record, str | None]:
+        """A new workspace from validated internal fields (``name`` and any of the others).
+
+        A taken name (existing or reserved) is ``Invalid`` unless ``auto_suffix``: then the workspace
+        gets ``name-2``, ``name-3``, ...; the second value is the name asked for when it was renamed."""
         name = data["name"]
-        if name in self.workspaces:
+        renamed_from = None
+        if self.name_taken(name):
             if not auto_suffix:
                 raise Invalid({"name": ["workspace with this name already exists."]})
-            name = self._free_name(name)
+            renamed_from, name = name, self._free_name(name)
         now = self.clock()
-        rec = {**data, "name": name, "owner": owner, "createdAt": now, "updatedAt": now}
-        rec["health"] = default_health()
+        rec: Record = {
+            "id": self._next_id("workspace"),
+            "name": name,
+            "alias": data.get("alias", ""),
+            "description": data.get("description", ""),
+            "owner": owner,
+            "configProvided": data.get("configProvided", []),
+            "secretsProvided": data.get("secretsProvided", {}),
+            "enabledLocations": data.get("enabledLocations", []),
+            "slxGroups": data.get("slxGroups", []),
+            "scrubberConfig": data.get("scrubberConfig"),
+            "health": default_health(now),
+            "runners": [],
+            "createdAt": now,
+            "updatedAt": now,
+        }
         self.workspaces[name] = rec
         self._touch()
-        return rec
+        return rec, renamed_from
 
-    def update_workspace(self, name: str, body: Any, *, partial: bool) -> Record:
+    def update_workspace(self, name: str, changes: Record) -> Record:
+        """Apply validated internal fields (never the name)."""
         rec = self.get_workspace(name)
-        data = parse_body(body, WORKSPACE_UPDATE, read_only=WORKSPACE_READ_ONLY, partial=partial)
-        if data.get("name", name) != name:
-            raise Invalid({"name": ["The workspace name cannot be changed."]})
-        data.pop("name", None)
-        rec.update(data)
+        rec.update(changes)
         rec["updatedAt"] = self.clock()
         self._touch()
         return rec
 
-    def delete_workspace(self, name: str) -> None:
+    def delete_workspace(self, name: str) -> dict[str, int]:
+        """Delete a workspace and everything in it; returns how many objects of each kind went."""
         self.get_workspace(name)
         del self.workspaces[name]
-        for table in (self.workflows, self.personas, self.run_sessions, self.issues, self.runs):
-            for key in [key for key, rec in table.items() if rec["workspace"] == name]:
+        counts: dict[str, int] = {}
+        tables = {
+            "workflows": self.workflows,
+            "personas": self.personas,
+            "runSessions": self.run_sessions,
+            "issues": self.issues,
+            "runs": self.runs,
+        }
+        for kind, table in tables.items():
+            doomed = [key for key, rec in table.items() if rec["workspace"] == name]
+            counts[kind] = sum(1 for key in doomed if table[key].get("deletedAt") is None)
+            for key in doomed:
                 del table[key]
         self._active_runs &= set(self.runs)
+        self._moving_sessions &= set(self.run_sessions)
         self._touch()
+        return counts
 
-    def set_health(self, name: str, body: Any) -> Record:
+    def set_health(self, name: str, data: Record) -> Record:
         rec = self.get_workspace(name)
-        data = parse_body(body, HEALTH_FIELDS, partial=True)
         health = rec["health"]
         if "details" in data:
             data["details"] = [{"message": "", **item} for item in data["details"]]
+        if "indexHealth" in data:
+            data["indexHealth"] = {**health.get("indexHealth", {}), **data["indexHealth"]}
         health.update(data)
         self._touch()
         return rec
+
+    def set_runners(self, name: str, runners: list[Record]) -> Record:
+        rec = self.get_workspace(name)
+        rec["runners"] = runners
+        self._touch()
+        return rec
+
+    def set_reserved_names(self, names: list[str]) -> list[str]:
+        self.reserved_names = list(dict.fromkeys(names))
+        self._touch()
+        return self.reserved_names
 
     # --- workflows ------------------------------------------------------------------------------
 
     def list_workflows(self, workspace: str) -> list[Record]:
         self.get_workspace(workspace)
-        return [rec for rec in self.workflows.values() if rec["workspace"] == workspace]
+        return [
+            rec
+            for rec in self.workflows.values()
+            if rec["workspace"] == workspace and rec.get("deletedAt") is None
+        ]
 
     def get_workflow(self, workspace: str, workflow_id: int) -> Record:
         self.get_workspace(workspace)
         rec = self.workflows.get(workflow_id)
-        if rec is None or rec["workspace"] != workspace:
-            raise NotFound("Workflow not found.")
+        if rec is None or rec["workspace"] != workspace or rec.get("deletedAt") is not None:
+            raise NotFound("workflow", workflow_id)
         return rec
 
-    def create_workflow(self, workspace: str, body: Any) -> Record:
+    def find_workflow(self, workspace: str, name: str) -> Record:
+        """The live workflow called ``name`` (its short name) in ``workspace``."""
+        for rec in self.list_workflows(workspace):
+            if rec["name"] == name:
+                return rec
+        raise NotFound("workflow", name)
+
+    def create_workflow(self, workspace: str, name: str, definition: Record) -> Record:
         self.get_workspace(workspace)
-        data = parse_body(body, WORKFLOW_FIELDS, read_only=WORKFLOW_READ_ONLY)
         now = self.clock()
-        rec = {
+        rec: Record = {
             "id": self._next_id("workflow"),
             "workspace": workspace,
-            **data,
+            "name": name,
+            "definition": definition,
             "createdAt": now,
             "updatedAt": now,
             "webhookToken": secrets.token_urlsafe(24),
+            "tokenRetrieved": False,
+            "deletedAt": None,
         }
         self.workflows[rec["id"]] = rec
         self._touch()
         return rec
 
-    def replace_workflow(self, workspace: str, workflow_id: int, body: Any) -> Record:
+    def replace_workflow(self, workspace: str, workflow_id: int, name: str, definition: Record) -> Record:
         rec = self.get_workflow(workspace, workflow_id)
-        data = parse_body(body, WORKFLOW_FIELDS, read_only=WORKFLOW_READ_ONLY)
-        rec.update(data)
+        rec["name"] = name
+        rec["definition"] = definition
         rec["updatedAt"] = self.clock()
         self._touch()
         return rec
 
-    def delete_workflow(self, workspace: str, workflow_id: int) -> None:
-        self.get_workflow(workspace, workflow_id)
-        del self.workflows[workflow_id]
+    def upsert_workflow(self, workspace: str, name: str, definition: Record) -> tuple[Record, str]:
+        """Create or replace the workflow ``name``: ``(record, "created" | "updated" | "unchanged")``."""
+        try:
+            rec = self.find_workflow(workspace, name)
+        except NotFound as exc:
+            if exc.kind != "workflow":
+                raise
+            return self.create_workflow(workspace, name, definition), "created"
+        if rec["definition"] == definition:
+            return rec, "unchanged"
+        return self.replace_workflow(workspace, rec["id"], name, definition), "updated"
+
+    def delete_workflow(self, workspace: str, workflow_id: int, *, soft: bool = False) -> Record:
+        """Delete a workflow; ``soft`` keeps the record (``deletedAt`` set) where nothing finds it."""
+        rec = self.get_workflow(workspace, workflow_id)
+        if soft:
+            rec["deletedAt"] = self.clock()
+        else:
+            del self.workflows[workflow_id]
         self._touch()
+        return rec
+
+    def webhook_token(self, workspace: str, workflow_id: int) -> str:
+        return str(self.get_workflow(workspace, workflow_id)["webhookToken"])
+
+    def take_webhook_token(self, workspace: str, workflow_id: int) -> str:
+        """The webhook token, once: a second read before a rotation is a Conflict."""
+        rec = self.get_workflow(workspace, workflow_id)
+        if rec.get("tokenRetrieved"):
+            raise Conflict("The webhook token was already retrieved; rotate it to read a new one")
+        rec["tokenRetrieved"] = True
+        self._touch()
+        return str(rec["webhookToken"])
+
+    def rotate_webhook_token(self, workspace: str, workflow_id: int) -> Record:
+        rec = self.get_workflow(workspace, workflow_id)
+        rec["webhookToken"] = secrets.token_urlsafe(24)
+        rec["tokenRetrieved"] = False
+        self._touch()
+        return rec
 
     def workflow_by_webhook_token(self, token: str) -> Record:
         given = token.encode("utf-8", "surrogatepass")
         for rec in self.workflows.values():
-            if secrets.compare_digest(rec["webhookToken"].encode(), given):
+            if rec.get("deletedAt") is None and secrets.compare_digest(rec["webhookToken"].encode(), given):
                 return rec
-        raise NotFound("Unknown webhook token.")
+        raise NotFound(detail="Unknown webhook token.")
 
     # --- workflow runs --------------------------------------------------------------------------
 
-    def trigger_run(self, workspace: str, workflow_id: int, body: Any, *, triggered_by: str) -> Record:
+    def trigger_run(self, workspace: str, workflow_id: int, context: Record, *, triggered_by: str) -> Record:
         workflow = self.get_workflow(workspace, workflow_id)
-        data = parse_body(body, RUN_FIELDS)
         now = self.clock()
         session = self._new_session(
             workspace,
-            source="workflow",
-            is_active=True,
-            context=data["context"],
-            workflow_id=workflow["id"],
-            status="queued",
-            run_requests=list(self._tasks_of(workflow["definition"])),
+            {
+                "source": "workflow",
+                "isActive": True,
+                "context": context,
+                "workflowId": workflow["id"],
+                "status": "queued",
+                "runRequests": list(self._tasks_of(workflow["definition"])),
+            },
             now=now,
+            lifecycle=False,
         )
         run = {
             "id": self._next_id("run"),
@@ -543,7 +472,7 @@ class Store:
             "status": "queued",
             "statusMessage": None,
             "triggeredBy": triggered_by,
-            "context": data["context"],
+            "context": context,
             "queuedAt": now,
             "startedAt": None,
             "completedAt": None,
@@ -561,17 +490,22 @@ class Store:
         return run
 
     @staticmethod
-    def _tasks_of(definition: Record) -> Iterable[Record]:
-        for activity in definition.get("fromActivities", []):
-            for action in activity.get("actions", []):
-                tasks = action.get("tasks") or {}
-                slx = tasks.get("slx")
-                if slx:
-                    yield {"slxName": slx, "taskTitles": list(tasks.get("titles", []))}
+    def _tasks_of(definition: Any) -> Iterable[Record]:
+        """The run requests of a workflow definition (``fromActivities[].actions[].tasks``)."""
+        activities = definition.get("fromActivities") if isinstance(definition, dict) else None
+        for activity in activities if isinstance(activities, list) else []:
+            actions = activity.get("actions") if isinstance(activity, dict) else None
+            for action in actions if isinstance(actions, list) else []:
+                tasks = action.get("tasks") if isinstance(action, dict) else None
+                slx = tasks.get("slx") if isinstance(tasks, dict) else None
+                if isinstance(slx, str) and slx:
+                    titles = tasks.get("titles") if isinstance(tasks, dict) else None
+                    yield {"slxName": slx, "taskTitles": list(titles) if isinstance(titles, list) else []}
 
     def advance(self) -> None:
-        """Move every run whose next lifecycle step is due (timestamps are the scheduled times)."""
-        if not self._active_runs:
+        """Move every run, run request and session whose next lifecycle step is due (timestamps are
+        the scheduled times, so nothing depends on when the emulator is asked)."""
+        if not self._active_runs and not self._moving_sessions:
             return
         now = self.clock()
         for run_id in sorted(self._active_runs):
@@ -585,6 +519,55 @@ class Store:
             if run["status"] == "started" and now >= run["queuedAt"] + 2 * step:
                 self._transition(run, run["outcome"], run["queuedAt"] + 2 * step)
                 self._active_runs.discard(run_id)
+        for session_id in sorted(self._moving_sessions):
+            session = self.run_sessions.get(session_id)
+            if session is None or not self._advance_session(session, now):
+                self._moving_sessions.discard(session_id)
+
+    def _advance_session(self, session: Record, now: float) -> bool:
+        """Move the session's run requests and its TTL; False once nothing in it can move any more."""
+        moving = False
+        for request in session["runRequests"]:
+            if not request.get("lifecycle") or request["responseTime"] is not None:
+                continue
+            step = float(request["stepSeconds"])
+            dispatched, done = request["createdAt"] + step, request["createdAt"] + 2 * step
+            if request["requestTime"] is None and now >= dispatched:
+                request["requestTime"] = quantize(dispatched)
+                request["status"] = "running"
+                session["updatedAt"] = max(session["updatedAt"], quantize(dispatched))
+                self._touch()
+            if request["requestTime"] is not None and now >= done:
+                self._finish_request(request, quantize(done))
+                session["updatedAt"] = max(session["updatedAt"], quantize(done))
+                self._touch()
+            if request["responseTime"] is None:
+                moving = True
+        until = session.get("activeUntil")
+        if session["isActive"] and until is not None:
+            if now >= until:
+                session["isActive"] = False
+                session["updatedAt"] = max(session["updatedAt"], quantize(until))
+                self._touch()
+            else:
+                moving = True
+        return moving
+
+    @staticmethod
+    def _finish_request(request: Record, at: float) -> None:
+        titles = _titles_of(request)
+        outcome = request["outcome"]
+        if outcome == "completed":
+            passed, failed = titles, []
+        elif outcome == "completed_with_errors":
+            passed, failed = titles[:-1], titles[-1:]
+        else:
+            passed, failed = [], titles
+        request["passedTitles"] = passed
+        request["failedTitles"] = failed
+        request["skippedTitles"] = []
+        request["status"] = "failed" if outcome == "failed" else "completed"
+        request["responseTime"] = at
 
     def _transition(self, run: Record, status: str, at: float) -> None:
         at = quantize(at)
@@ -607,30 +590,39 @@ class Store:
                 session["isActive"] = False
         self._touch()
 
-    def webhook_token(self, workspace: str, workflow_id: int) -> str:
-        return str(self.get_workflow(workspace, workflow_id)["webhookToken"])
-
     # --- personas -------------------------------------------------------------------------------
 
     def list_personas(self, workspace: str) -> list[Record]:
         self.get_workspace(workspace)
-        return [rec for rec in self.personas.values() if rec["workspace"] == workspace]
+        return [
+            rec
+            for rec in self.personas.values()
+            if rec["workspace"] == workspace and rec.get("deletedAt") is None
+        ]
 
     def get_persona(self, workspace: str, persona_id: int) -> Record:
         self.get_workspace(workspace)
         rec = self.personas.get(persona_id)
-        if rec is None or rec["workspace"] != workspace:
-            raise NotFound("Persona not found.")
+        if rec is None or rec["workspace"] != workspace or rec.get("deletedAt") is not None:
+            raise NotFound("persona", persona_id)
         return rec
 
-    def create_persona(self, workspace: str, body: Any) -> Record:
+    def find_persona(self, workspace: str, name: str) -> Record:
+        for rec in self.list_personas(workspace):
+            if rec["name"] == name:
+                return rec
+        raise NotFound("persona", name)
+
+    def create_persona(self, workspace: str, name: str, fields: Record) -> Record:
+        """A new persona; ``fields`` holds every key of :data:`PERSONA_DEFAULTS`."""
         self.get_workspace(workspace)
-        data = parse_body(body, PERSONA_FIELDS, read_only=PERSONA_READ_ONLY)
         now = self.clock()
-        rec = {
+        rec: Record = {
             "id": self._next_id("persona"),
             "workspace": workspace,
-            **data,
+            "name": name,
+            **fields,
+            "deletedAt": None,
             "createdAt": now,
             "updatedAt": now,
         }
@@ -638,105 +630,126 @@ class Store:
         self._touch()
         return rec
 
-    def replace_persona(self, workspace: str, persona_id: int, body: Any) -> Record:
+    def replace_persona(self, workspace: str, persona_id: int, name: str, fields: Record) -> Record:
         rec = self.get_persona(workspace, persona_id)
-        data = parse_body(body, PERSONA_FIELDS, read_only=PERSONA_READ_ONLY)
-        rec.update(data)
+        rec["name"] = name
+        rec.update(fields)
         rec["updatedAt"] = self.clock()
         self._touch()
         return rec
 
-    def delete_persona(self, workspace: str, persona_id: int) -> None:
-        self.get_persona(workspace, persona_id)
-        del self.personas[persona_id]
+    def upsert_persona(self, workspace: str, name: str, fields: Record) -> tuple[Record, str]:
+        """Create or fully replace the persona ``name``: ``(record, "created"|"updated"|"unchanged")``."""
+        try:
+            rec = self.find_persona(workspace, name)
+        except NotFound as exc:
+            if exc.kind != "persona":
+                raise
+            return self.create_persona(workspace, name, fields), "created"
+        if all(rec.get(key) == value for key, value in fields.items()):
+            return rec, "unchanged"
+        return self.replace_persona(workspace, rec["id"], name, fields), "updated"
+
+    def delete_persona(self, workspace: str, persona_id: int, *, soft: bool = False) -> Record:
+        rec = self.get_persona(workspace, persona_id)
+        if soft:
+            rec["deletedAt"] = self.clock()
+        else:
+            del self.personas[persona_id]
         self._touch()
+        return rec
 
     # --- run sessions ---------------------------------------------------------------------------
 
-    def _new_session(
-        self,
-        workspace: str,
-        *,
-        source: str,
-        is_active: bool,
-        context: Record,
-        workflow_id: int | None,
-        status: str | None,
-        run_requests: list[Record],
-        now: float,
-    ) -> Record:
+    def _new_session(self, workspace: str, data: Record, *, now: float, lifecycle: bool) -> Record:
         rec: Record = {
             "id": self._next_id("runSession"),
             "workspace": workspace,
-            "source": source,
-            "isActive": is_active,
-            "status": status,
-            "workflowId": workflow_id,
-            "context": context,
+            "name": data.get("name"),
+            "source": data["source"],
+            "isActive": data.get("isActive", True),
+            "activeUntil": now + SESSION_TTL_SECONDS if lifecycle else None,
+            "escalated": False,
+            "notes": data.get("notes"),
+            "personaName": data.get("personaName"),
+            "status": data.get("status"),
+            "workflowId": data.get("workflowId"),
+            "context": data.get("context", {}),
             "runRequests": [],
             "runId": None,
             "createdAt": now,
             "updatedAt": now,
         }
-        self._append_run_requests(rec, run_requests, now)
         self.run_sessions[rec["id"]] = rec
+        self._append_run_requests(rec, data.get("runRequests", []), now, lifecycle=lifecycle)
         return rec
 
-    def _append_run_requests(self, session: Record, items: list[Record], now: float) -> None:
+    def _append_run_requests(
+        self, session: Record, items: list[Record], now: float, *, lifecycle: bool
+    ) -> None:
         for item in items:
             slx = item["slxName"]
-            session["runRequests"].append(
-                {
-                    "id": self._next_id("runRequest"),
-                    "slxName": slx,
-                    "runbookName": item.get("runbookName", slx),
-                    "taskTitles": list(item.get("taskTitles", [])),
-                    "createdAt": now,
-                }
-            )
-
-    @staticmethod
-    def _new_run_requests(session: Record | None, items: list[Record]) -> list[Record]:
-        """Items without ``id`` are new run requests; items with one must name an existing one."""
-        known = {item["id"] for item in session["runRequests"]} if session else set()
-        errors: dict[str, list[str]] = {}
-        fresh = []
-        for index, item in enumerate(items):
-            if "id" in item:
-                if item["id"] not in known:
-                    errors[f"runRequests.{index}.id"] = ["No run request with this id in the run session."]
-                continue
-            if "slxName" not in item:
-                errors[f"runRequests.{index}.slxName"] = ["This field is required."]
-                continue
-            fresh.append(item)
-        if errors:
-            raise Invalid(errors)
-        return fresh
+            titles = item.get("taskTitles", [])
+            request: Record = {
+                "id": self._next_id("runRequest"),
+                "slxName": slx,
+                "runbookName": item.get("runbookName", slx),
+                "taskTitles": list(titles) if titles is not None else None,
+                "memo": item.get("memo"),
+                "createdAt": now,
+                "lifecycle": lifecycle,
+            }
+            if lifecycle:
+                request.update(
+                    {
+                        "stepSeconds": self.run_settings.step_seconds,
+                        "outcome": self.run_settings.outcome,
+                        "requestTime": None,
+                        "responseTime": None,
+                        "status": None,
+                        "passedTitles": [],
+                        "failedTitles": [],
+                        "skippedTitles": [],
+                    }
+                )
+            session["runRequests"].append(request)
+        if lifecycle:
+            self._moving_sessions.add(session["id"])
 
     def list_run_sessions(
         self,
         workspace: str,
         *,
         modified_lte: float | None = None,
-        runbook_name: str | None = None,
+        modified_gte: float | None = None,
+        created_lte: float | None = None,
+        created_gte: float | None = None,
+        runbook_names: Iterable[str] | None = None,
         source: str | None = None,
         workflow_id: int | None = None,
+        active: bool | None = None,
     ) -> list[Record]:
         self.get_workspace(workspace)
+        wanted = set(runbook_names) if runbook_names is not None else None
         result = []
         for rec in self.run_sessions.values():
             if rec["workspace"] != workspace:
                 continue
             if modified_lte is not None and rec["updatedAt"] > modified_lte:
                 continue
-            if runbook_name is not None and not any(
-                item["runbookName"] == runbook_name for item in rec["runRequests"]
-            ):
+            if modified_gte is not None and rec["updatedAt"] < modified_gte:
+                continue
+            if created_lte is not None and rec["createdAt"] > created_lte:
+                continue
+            if created_gte is not None and rec["createdAt"] < created_gte:
+                continue
+            if wanted is not None and not any(item["runbookName"] in wanted for item in rec["runRequests"]):
                 continue
             if source is not None and rec["source"] != source:
                 continue
             if workflow_id is not None and rec["workflowId"] != workflow_id:
+                continue
+            if active is not None and rec["isActive"] != active:
                 continue
             result.append(rec)
         return result
@@ -745,36 +758,67 @@ class Store:
         self.get_workspace(workspace)
         rec = self.run_sessions.get(session_id)
         if rec is None or rec["workspace"] != workspace:
-            raise NotFound("Run session not found.")
+            raise NotFound("run session", session_id)
         return rec
 
-    def create_run_session(self, workspace: str, body: Any) -> Record:
+    def run_session_by_id(self, session_id: int) -> Record:
+        rec = self.run_sessions.get(session_id)
+        if rec is None:
+            raise NotFound("run session", session_id)
+        return rec
+
+    def create_run_session(self, workspace: str, data: Record, *, lifecycle: bool = False) -> Record:
+        """A new session from validated internal fields; ``lifecycle`` makes its run requests run."""
         self.get_workspace(workspace)
-        data = parse_body(body, RUN_SESSION_CREATE, read_only=RUN_SESSION_READ_ONLY)
-        fresh = self._new_run_requests(None, data["runRequests"])
-        rec = self._new_session(
-            workspace,
-            source=data["source"],
-            is_active=data["isActive"],
-            context=data["context"],
-            workflow_id=None,
-            status=None,
-            run_requests=fresh,
-            now=self.clock(),
-        )
+        rec = self._new_session(workspace, data, now=self.clock(), lifecycle=lifecycle)
         self._touch()
         return rec
 
-    def patch_run_session(self, workspace: str, session_id: int, body: Any) -> Record:
-        rec = self.get_run_session(workspace, session_id)
-        data = parse_body(body, RUN_SESSION_PATCH, read_only=RUN_SESSION_READ_ONLY, partial=True)
-        fresh = self._new_run_requests(rec, data.pop("runRequests", []))
+    def session_named(self, workspace: str, name: str) -> Record | None:
+        self.get_workspace(workspace)
+        return next(
+            (
+                rec
+                for rec in self.run_sessions.values()
+                if rec["workspace"] == workspace and rec["name"] == name
+            ),
+            None,
+        )
+
+    def dedupe_target(self, workspace: str, slx_names: Iterable[str], window: float) -> Record | None:
+        """The oldest active session of ``workspace`` with a run request for one of ``slx_names``
+        created less than ``window`` seconds ago."""
+        names = set(slx_names)
+        since = self.clock() - window
+        for rec in self.run_sessions.values():
+            if rec["workspace"] != workspace or not rec["isActive"]:
+                continue
+            if any(item["slxName"] in names and item["createdAt"] >= since for item in rec["runRequests"]):
+                return rec
+        return None
+
+    def merge_run_requests(self, session: Record, items: list[Record]) -> Record:
         now = self.clock()
-        rec.update(data)
-        self._append_run_requests(rec, fresh, now)
-        rec["updatedAt"] = now
+        self._append_run_requests(session, items, now, lifecycle=True)
+        session["updatedAt"] = now
+        if session.get("activeUntil") is not None:
+            session["activeUntil"] = now + SESSION_TTL_SECONDS
         self._touch()
-        return rec
+        return session
+
+    def update_run_session(self, session: Record, changes: Record, new_requests: list[Record]) -> Record:
+        now = self.clock()
+        session.update(changes)
+        self._append_run_requests(session, new_requests, now, lifecycle=False)
+        session["updatedAt"] = now
+        self._touch()
+        return session
+
+    def deactivate_run_session(self, session: Record) -> Record:
+        session["isActive"] = False
+        session["updatedAt"] = self.clock()
+        self._touch()
+        return session
 
     # --- issues ---------------------------------------------------------------------------------
 
@@ -795,7 +839,7 @@ class Store:
                 continue
             if closed is not None and rec["closed"] != closed:
                 continue
-            if severity_lte is not None and rec["severity"] > severity_lte:
+            if severity_lte is not None and (rec["severity"] is None or rec["severity"] > severity_lte):
                 continue
             result.append(rec)
         return result
@@ -804,42 +848,42 @@ class Store:
         self.get_workspace(workspace)
         rec = self.issues.get(issue_id)
         if rec is None or rec["workspace"] != workspace:
-            raise NotFound("Issue not found.")
+            raise NotFound("issue", issue_id)
         if run_session_id is not None and rec["runSessionId"] != run_session_id:
-            raise NotFound("Issue not found.")
+            raise NotFound("issue", issue_id)
         return rec
 
-    def open_issue(self, workspace: str, body: Any) -> Record:
+    def open_issue(self, workspace: str, data: Record) -> Record:
+        """A new open issue from validated control fields (``title``, ``severity``, ...)."""
         self.get_workspace(workspace)
-        data = parse_body(body, ISSUE_OPEN)
         session_id = data.get("runSessionId")
         if session_id is not None:
             session = self.run_sessions.get(session_id)
             if session is None or session["workspace"] != workspace:
                 raise Invalid({"runSessionId": ["No run session with this id in the workspace."]})
+        now = self.clock()
         rec = {
             "id": self._next_id("issue"),
             "workspace": workspace,
             "runSessionId": session_id,
             "title": data["title"],
+            "taskTitle": data.get("taskTitle") or data["title"] or "",
             "severity": data["severity"],
-            "slxName": data["slxName"],
-            "openSince": self.clock(),
-            "openOccurrenceCount": data["openOccurrenceCount"],
+            "slxName": data.get("slxName", ""),
+            "openSince": now,
+            "openOccurrenceCount": data.get("openOccurrenceCount", 1),
             "closed": False,
             "closedAt": None,
+            "modifiedAt": now,
         }
         self.issues[rec["id"]] = rec
         self._touch()
         return rec
 
-    def patch_issue(
-        self, workspace: str, issue_id: int, body: Any, *, run_session_id: int | None = None
-    ) -> Record:
-        rec = self.get_issue(workspace, issue_id, run_session_id=run_session_id)
-        data = parse_body(body, ISSUE_PATCH, read_only=ISSUE_READ_ONLY, partial=True)
-        self._set_closed(rec, data.pop("closed", rec["closed"]))
-        rec.update(data)
+    def patch_issue(self, rec: Record, changes: Record) -> Record:
+        self._set_closed(rec, changes.pop("closed", rec["closed"]))
+        rec.update(changes)
+        rec["modifiedAt"] = self.clock()
         self._touch()
         return rec
 
@@ -852,14 +896,14 @@ class Store:
     def _set_closed(self, rec: Record, closed: bool) -> None:
         if closed and not rec["closed"]:
             rec["closedAt"] = self.clock()
+            rec["modifiedAt"] = rec["closedAt"]
         elif not closed:
             rec["closedAt"] = None
         rec["closed"] = closed
 
     # --- run settings ---------------------------------------------------------------------------
 
-    def set_run_settings(self, body: Any) -> RunSettings:
-        data = parse_body(body, RUN_SETTINGS_FIELDS, partial=True)
+    def set_run_settings(self, data: Record) -> RunSettings:
         if "outcome" in data:
             self.run_settings.outcome = data["outcome"]
         if "stepSeconds" in data:
@@ -867,37 +911,7 @@ class Store:
         self._touch()
         return self.run_settings
 
-    # --- control view and persistence -----------------------------------------------------------
-
-    def state(self) -> Record:
-        """Every object for ``GET /_emulator/state`` (wire form plus the owning workspace)."""
-        return {
-            "workspaces": [
-                {**workspace_view(rec), "health": rec["health"]} for rec in self.workspaces.values()
-            ],
-            "workflows": [
-                {**workflow_view(rec), "workspace": rec["workspace"], "webhookToken": rec["webhookToken"]}
-                for rec in self.workflows.values()
-            ],
-            "personas": [
-                {**persona_view(rec), "workspace": rec["workspace"]} for rec in self.personas.values()
-            ],
-            "runSessions": [run_session_view(rec) for rec in self.run_sessions.values()],
-            "issues": [
-                {
-                    **issue_view(rec),
-                    "workspace": rec["workspace"],
-                    "runSessionId": rec["runSessionId"],
-                    "closedAt": iso(rec["closedAt"]),
-                }
-                for rec in self.issues.values()
-            ],
-            "runs": [{**run_view(rec), "workspace": rec["workspace"]} for rec in self.runs.values()],
-            "runSettings": {
-                "outcome": self.run_settings.outcome,
-                "stepSeconds": self.run_settings.step_seconds,
-            },
-        }
+    # --- persistence ----------------------------------------------------------------------------
 
     def snapshot(self) -> Record:
         return {
@@ -907,6 +921,7 @@ class Store:
                 "outcome": self.run_settings.outcome,
                 "stepSeconds": self.run_settings.step_seconds,
             },
+            "reservedNames": list(self.reserved_names),
             "workspaces": list(self.workspaces.values()),
             "workflows": list(self.workflows.values()),
             "personas": list(self.personas.values()),
@@ -931,6 +946,13 @@ class Store:
                 outcome=str(settings.get("outcome", self.default_run_settings.outcome)),
                 step_seconds=float(settings.get("stepSeconds", self.default_run_settings.step_seconds)),
             )
+            reserved = [str(name) for name in data.get("reservedNames", [])]
+            moving = {
+                sid
+                for sid, rec in tables["runSessions"].items()
+                if rec.get("activeUntil") is not None
+                or any(item.get("lifecycle") for item in rec["runRequests"])
+            }
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateFileError(f"malformed state file: {exc!r}") from exc
         self.next_ids.update(next_ids)
@@ -940,8 +962,10 @@ class Store:
         self.run_sessions = tables["runSessions"]
         self.issues = tables["issues"]
         self.runs = tables["runs"]
+        self.reserved_names = reserved
         self.run_settings = run_settings
         self._active_runs = {rid for rid, rec in self.runs.items() if rec["status"] not in TERMINAL_STATUSES}
+        self._moving_sessions = moving
 
 
 def save_state(path: Path, payload: Record) -> None:
