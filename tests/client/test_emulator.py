@@ -196,8 +196,8 @@ async def test_401_after_the_emulator_forgot_its_signing_key_relogs_in(emulator_
     retries: list[str] = []
     async with password_client(first, on_retry=lambda m, t, r: retries.append(r)) as rw:
         await rw.verify()
-        rw._base_url = httpx.URL(second.url)
-        rw._root = second.url
+        rw.client._base_url = httpx.URL(second.url)
+        rw.client._root = second.url
         assert (await rw.create_workspace({"name": "moved"})).name == "moved"
     assert retries == ["401"]
     assert hits(second, *REFRESH) == 1

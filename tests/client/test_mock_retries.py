@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from runwhen_operator.runwhen import client, errors
+from runwhen_operator.runwhen import client, documented, errors
 from tests.client.mockapi import json_response, make_client, workspace
 
 
@@ -51,7 +51,7 @@ async def test_get_retries_500_502_503_504_then_succeeds() -> None:
     assert ws.name == "ws1"
     assert len(rec.requests) == 5
     assert [r for _, _, r in retries] == ["500", "502", "503", "504"]
-    assert {t for _, t, _ in retries} == {client.WORKSPACE}
+    assert {t for _, t, _ in retries} == {documented.WORKSPACE}
     assert attempts == [
         ("GET", "/api/v3/workspaces/{workspace_name}", s, i + 1)
         for i, s in enumerate([500, 502, 503, 504, 200])

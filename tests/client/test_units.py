@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from runwhen_operator.runwhen import auth, client, models, ratelimit
+from runwhen_operator.runwhen import auth, client, documented, models, ratelimit
 from tests.client.mockapi import json_response, make_client, workspace
 
 # --- rate limiter --------------------------------------------------------------------------------
@@ -329,7 +329,7 @@ async def test_tls_failure_is_a_transport_error_not_a_silent_downgrade() -> None
             )
             async with rw:
                 with pytest.raises(errors.TransportError):
-                    await rw.get_workspace_status("ws1")
+                    await documented.DocumentedApi(rw).get_workspace_status("ws1")
             trusted = client.RunWhenClient(
                 f"https://127.0.0.1:{port}",
                 auth.TokenCredentials("t0ken"),
@@ -338,7 +338,7 @@ async def test_tls_failure_is_a_transport_error_not_a_silent_downgrade() -> None
             )
             async with trusted:
                 with pytest.raises(errors.UnexpectedResponseError):  # '{}' is no WorkspaceStatus: TLS worked
-                    await trusted.get_workspace_status("ws1")
+                    await documented.DocumentedApi(trusted).get_workspace_status("ws1")
         finally:
             server.close()
             await server.wait_closed()
