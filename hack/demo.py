@@ -180,17 +180,22 @@ class Demo:
             return
         import urllib.request
 
-        say("opening a critical issue on the emulator: the Workspace status mirrors it")
-        body = json.dumps(
-            {"title": "Pods crash-looping in checkout", "severity": 1, "slxName": "k8s-deployment-health"}
+        def control(method: str, path: str, body: object) -> None:
+            req = urllib.request.Request(
+                f"{self.emulator_url}/_emulator/{path}",
+                data=json.dumps(body).encode(),
+                method=method,
+                headers={"Content-Type": "application/json"},
+            )
+            urllib.request.urlopen(req, timeout=10).close()
+
+        say("a runner reports in, and a critical issue opens: the Workspace status mirrors both")
+        control("PUT", "workspaces/demo/runners", [{"name": "location-01", "health": "online"}])
+        control(
+            "POST",
+            "workspaces/demo/issues",
+            {"title": "Pods crash-looping in checkout", "severity": 1, "slxName": "k8s-deployment-health"},
         )
-        req = urllib.request.Request(
-            f"{self.emulator_url}/_emulator/workspaces/demo/issues",
-            data=body.encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
-        )
-        urllib.request.urlopen(req, timeout=10).close()
         self.k(
             "annotate",
             f"workspaces.{GROUP}/demo",
@@ -208,13 +213,13 @@ class Demo:
                 "-n",
                 "default",
                 "-o",
-                "jsonpath={.status.openIssues.count}",
+                "jsonpath={.status.openIssues.count}/{.status.health.state}",
                 capture=True,
             ).stdout
-            if out.strip() == "1":
+            if out.strip() == "1/Healthy":
                 return
             time.sleep(1)
-        raise TimeoutError("the open issue never reached the Workspace status")
+        raise TimeoutError(f"the runner and the open issue never reached the Workspace status ({out})")
 
     def show(self) -> None:
         say("kubectl get runwhen -A")

@@ -220,8 +220,8 @@ def test_crd_documents_shape() -> None:
 def test_printer_column_names() -> None:
     columns = {k.kind: [c.name for c in k.printer_columns] for k in kinds.KINDS}
     assert columns == {
-        "ClusterRunWhenConnection": ["URL", "Ready", "Age"],
-        "RunWhenConnection": ["URL", "Ready", "Age"],
+        "ClusterRunWhenConnection": ["URL", "Dialect", "Ready", "Age"],
+        "RunWhenConnection": ["URL", "Dialect", "Ready", "Age"],
         "Workspace": ["Ready", "Synced", "Health", "Open Issues", "Age"],
         "Workflow": ["Workspace", "Ready", "Synced", "Remote ID", "Age"],
         "Persona": ["Workspace", "Ready", "Synced", "Remote ID", "Age"],

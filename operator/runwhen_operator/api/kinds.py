@@ -109,6 +109,12 @@ _CONNECTION_READY = _condition_column(
     common.CONDITION_READY, "The credentials were read and the RunWhen API accepted them."
 )
 _URL = PrinterColumn("URL", "string", ".spec.url", "Base URL of the RunWhen API.")
+_DIALECT = PrinterColumn(
+    "Dialect",
+    "string",
+    ".status.apiDialect",
+    "The shape of the API the server speaks (Platform, Documented).",
+)
 _WORKSPACE = PrinterColumn("Workspace", "string", ".status.workspace", "The remote workspace.")
 _REMOTE_ID = PrinterColumn("Remote ID", "integer", ".status.id", "Remote id of the object.")
 
@@ -128,7 +134,7 @@ KINDS: tuple[KindInfo, ...] = (
         ),
         spec_model=connection.ClusterConnectionSpec,
         status_model=connection.ConnectionStatus,
-        printer_columns=(_URL, _CONNECTION_READY, _AGE),
+        printer_columns=(_URL, _DIALECT, _CONNECTION_READY, _AGE),
         example={
             "apiVersion": common.API_VERSION,
             "kind": "ClusterRunWhenConnection",
@@ -152,7 +158,7 @@ KINDS: tuple[KindInfo, ...] = (
         ),
         spec_model=connection.ConnectionSpec,
         status_model=connection.ConnectionStatus,
-        printer_columns=(_URL, _CONNECTION_READY, _AGE),
+        printer_columns=(_URL, _DIALECT, _CONNECTION_READY, _AGE),
         example={
             "apiVersion": common.API_VERSION,
             "kind": "RunWhenConnection",
