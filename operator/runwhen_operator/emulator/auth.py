@@ -111,6 +111,19 @@ class TokenService:
         for jti in [jti for jti, exp in self._revoked.items() if exp <= now]:
             del self._revoked[jti]
 
+    def verify(self, token: str) -> None:
+        """Nothing for a valid, unexpired access or refresh token (or the static token); AuthError
+        otherwise."""
+        if self.api_token is not None and self._same(token, self.api_token):
+            return
+        try:
+            claims = jwt.decode(token, self.key)
+        except jwt.JWTError as exc:
+            raise AuthError("Token is invalid or expired") from exc
+        exp = claims.get("exp")
+        if isinstance(exp, bool) or not isinstance(exp, int | float) or self.clock() >= exp:
+            raise AuthError("Token is invalid or expired")
+
     def authenticate(self, authorization: str | None) -> str:
         """The user behind an ``Authorization`` header value; AuthError if there is none."""
         if not authorization:

@@ -11,6 +11,7 @@ internal record shape; records are rendered back by the views here.
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import Any
@@ -192,18 +193,9 @@ RUN_SESSION_CREATE = model(
     },
     fill_defaults=True,
 )
-RUN_SESSION_UPDATE = model(
-    {
-        "notes": PField(nullable(string())),
-        "escalated": PField(nullable(boolean())),
-        "active": PField(nullable(boolean())),
-        "persona_id": PField(nullable(integer())),
-        "personaName": PField(nullable(string())),
-        "persona_run_status": PField(nullable(obj())),
-    }
-)
 DEACTIVATE = nullable(model({"reason": PField(nullable(string()))}))
 TOKEN_REFRESH = model({"refresh": PField(string(), required=True)})
+TOKEN_VERIFY = model({"token": PField(string(), required=True)})
 
 # --- request helpers ----------------------------------------------------------------------------
 
@@ -612,6 +604,12 @@ async def refresh_token(request: web.Request) -> web.Response:
     return json_response(state_of(request).tokens.refresh(data["refresh"]))
 
 
+async def verify_token(request: web.Request) -> web.Response:
+    data = validate(TOKEN_VERIFY, await body_of(request), ("body",))
+    state_of(request).tokens.verify(data["token"])
+    return json_response({})
+
+
 _DOCUMENT: list[bytes] = []
 
 
@@ -708,6 +706,38 @@ async def workspace_runners(request: web.Request) -> web.Response:
     return json_response([views.runner(runner) for runner in rec["runners"]])
 
 
+def _location(request: web.Request) -> str:
+    query = Query(request)
+    location = query.get("location", string(min_length=1))
+    if location is None and not query.errors:
+        add(query.errors, ("query", "location"), "Field required", "missing", None)
+    query.finish()
+    return str(location)
+
+
+async def runner_token(request: web.Request) -> web.Response:
+    store = state_of(request).store
+    name = _ws(request)
+    store.get_workspace(name)
+    location = _location(request)
+    return json_response({"workspace": name, "location": location, "token": secrets.token_urlsafe(32)})
+
+
+async def upload_config(request: web.Request) -> web.Response:
+    store = state_of(request).store
+    name = _ws(request)
+    store.get_workspace(name)
+    location = _location(request)
+    return json_response(
+        {
+            "workspaceName": name,
+            "locationName": location,
+            "papiURL": str(request.url.origin()),
+            "token": secrets.token_urlsafe(32),
+        }
+    )
+
+
 def _severity(value: Any, loc: Loc, errors: ErrorList) -> Any:
     text = str(value).strip().upper().removeprefix("SEV")
     if not text.isdigit():
@@ -725,12 +755,6 @@ async def workspace_issues(request: web.Request) -> web.Response:
     query.finish()
     issues = store.list_issues(name, closed=closed, severity_lte=severity_lte)
     return _page(request, issues, _views(request).issue, limit, offset, echo=True)
-
-
-async def get_issue(request: web.Request) -> web.Response:
-    store = state_of(request).store
-    rec = store.get_issue(_ws(request), _path_id(request, "issue_id"))
-    return json_response(_views(request).issue(rec))
 
 
 # --- handlers: workflows ------------------------------------------------------------------------
@@ -979,19 +1003,6 @@ async def get_run_session(request: web.Request) -> web.Response:
     return json_response(_views(request).run_session(rec))
 
 
-async def patch_run_session(request: web.Request) -> web.Response:
-    store = state_of(request).store
-    rec = store.get_run_session(_ws(request), _path_id(request, "runsession_id"))
-    data = validate(RUN_SESSION_UPDATE, await body_of(request), ("body",))
-    changes: Record = {}
-    for key, internal in (("notes", "notes"), ("escalated", "escalated"), ("personaName", "personaName")):
-        if data.get(key) is not None:
-            changes[internal] = data[key]
-    if data.get("active") is not None:
-        changes["isActive"] = data["active"]
-    return json_response(_views(request).run_session(store.update_run_session(rec, changes, [])))
-
-
 async def deactivate_run_session(request: web.Request) -> web.Response:
     store = state_of(request).store
     if "session_id" in request.match_info:
@@ -1021,7 +1032,7 @@ def http_error(request: web.Request, exc: web.HTTPException) -> web.StreamRespon
     if exc.status == 404 and request.match_info.http_exception is not None:
         other = _toggled(request.path)
         if request.path != "/" and path_is_routed(request.app, other):
-            location = str(request.url.with_path(other, encoded=False))
+            location = str(request.url.with_path(other, encoded=False).with_query(request.url.query))
             return web.Response(status=307, headers={"Location": location})
     if exc.status == 405:
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
@@ -1093,14 +1104,16 @@ ROUTES: list[tuple[str, dict[str, Any]]] = [
     ("/openapi.json", {"GET": get_document}),
     (f"{V3}/token/", {"POST": obtain_token}),
     (f"{V3}/token/refresh/", {"POST": refresh_token}),
+    (f"{V3}/token/verify/", {"POST": verify_token}),
     (f"{V3}/workspaces", {"GET": list_workspaces, "POST": create_workspace}),
     (WSS3, {"GET": get_workspace}),
     (WS3, {"PATCH": patch_workspace, "DELETE": delete_workspace}),
     (f"{WS3}/status", {"GET": workspace_status}),
     (f"{WS3}/index-health", {"GET": workspace_index_health}),
     (f"{WS3}/runners", {"GET": workspace_runners}),
+    (f"{WS3}/runner-token", {"GET": runner_token}),
+    (f"{WS3}/upload-config", {"GET": upload_config}),
     (f"{WS3}/issues", {"GET": workspace_issues}),
-    (f"{WS3}/issues/{{issue_id}}", {"GET": get_issue}),
     (f"{WSS3}/workflows", {"GET": list_workflows_v3}),
     (WF3, {"GET": get_workflow_v3}),
     (f"{WF3}/run", {"POST": run_workflow}),
@@ -1110,7 +1123,7 @@ ROUTES: list[tuple[str, dict[str, Any]]] = [
     (f"{WSS3}/personas", {"GET": list_personas_v3}),
     (f"{WSS3}/personas/{{persona_short_name}}", {"GET": get_persona_v3}),
     (f"{WS3}/runsessions", {"GET": list_run_sessions, "POST": create_run_session}),
-    (f"{WS3}/runsessions/{{runsession_id}}", {"GET": get_run_session, "PATCH": patch_run_session}),
+    (f"{WS3}/runsessions/{{runsession_id}}", {"GET": get_run_session}),
     (f"{WS3}/runsessions/{{runsession_id}}/deactivate", {"POST": deactivate_run_session}),
     (f"{V1}/run-sessions/{{session_id}}/deactivate", {"POST": deactivate_run_session}),
     (f"{WS4}/workflows", {"GET": list_workflows_v4}),
@@ -1124,7 +1137,9 @@ ROUTES: list[tuple[str, dict[str, Any]]] = [
 DIALECT = Dialect(
     name="platform",
     routes=ROUTES,
-    public_templates=frozenset({"/openapi.json", f"{V3}/token/", f"{V3}/token/refresh/"}),
+    public_templates=frozenset(
+        {"/openapi.json", f"{V3}/token/", f"{V3}/token/refresh/", f"{V3}/token/verify/"}
+    ),
     fault_exempt=frozenset(),
     both_slash_forms=False,
     not_found=not_found,
