@@ -32,4 +32,4 @@ def platform_emulator(emulator_factory: Callable[..., EmulatorProcess]) -> Emula
     """A fresh emulator with ``--dialect platform``, static API token ``API_TOKEN``, fast run steps."""
     if not platform_dialect_available():
         pytest.skip("the emulator has no --dialect platform yet")
-    return emulator_factory(api_token=API_TOKEN, run_step_seconds=0.05, extra_args=["--dialect", "platform"])
+    return emulator_factory(api_token=API_TOKEN, run_step_seconds=0.05, dialect="platform")

@@ -170,6 +170,16 @@ MUST_PASS = {
     "another agent with the wrong method": exchange(
         "PUT", "/api/v3/workspaces/demo", 405, {"detail": "Method Not Allowed"}, agent=OTHER
     ),
+    "a path segment holding a question mark": exchange(
+        "POST",
+        "/api/v4/workspaces/?d#/personas/sync-typed",
+        404,
+        {"detail": "Workspace '?d#' not found"},
+        request={"payload": {"name": "x"}},
+    ),
+    "a percent-encoded slash inside a segment (raw path recorded)": exchange(
+        "GET", "/api/v3/workspaces/a%2Fb/status", 404, {"detail": "Workspace 'a/b' not found"}, agent=OTHER
+    ),
     "another agent with the other slash form": exchange("GET", "/api/v3/workspaces/", 307, None, agent=OTHER),
     "token read once, then 409": exchange(
         "GET",
