@@ -37,8 +37,8 @@ def test_create_update_and_orphan_delete(rw: RunWhenEnv) -> None:
     )
     wait_for(lambda: (rw.remote_workspace("alpha") or {}).get("displayName") == "Alpha 2", 30, "the PATCH")
     counts = rw.emulator.requests()
-    assert counts["PATCH /api/v3/workspaces/{workspace_name}"] == 1
-    assert counts["PUT /api/v3/workspaces/{workspace_name}"] == 0
+    assert counts[rw.op("workspace.update")] == 1
+    assert rw.emulator.write_count() == 1, counts  # no replace, no second write
     obj = rw.wait_condition("Workspace", "alpha")
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"] == 2
 
@@ -52,18 +52,14 @@ def test_remote_drift_is_corrected_and_delete_policy_removes(rw: RunWhenEnv) -> 
     rw.start_operator()
     rw.apply("Workspace", "beta", {"displayName": "Beta", "deletionPolicy": "Delete"}, annotations=FAST)
     rw.wait_condition("Workspace", "beta")
-    with rw.emulator.client() as api:
-        assert (
-            api.patch("workspaces/beta", json={"displayName": "changed behind our back"}).status_code == 200
-        )
+    rw.third_party.patch_workspace("beta", displayName="changed behind our back")
     wait_for(lambda: (rw.remote_workspace("beta") or {}).get("displayName") == "Beta", 20, "drift correction")
     # The Event is written after the remote fix and the status patch: wait for it, do not race it.
     wait_for(lambda: "DriftCorrected" in _event_reasons(rw, "beta"), 10, "a DriftCorrected event")
     assert "Updated" not in _event_reasons(rw, "beta")  # remote drift, not a spec change
 
     # Deleted remotely: recreated.
-    with rw.emulator.client() as api:
-        assert api.delete("workspaces/beta").status_code == 204
+    rw.third_party.delete_workspace("beta")
     wait_for(lambda: rw.remote_workspace("beta") is not None, 20, "recreation")
 
     rw.delete("Workspace", "beta")
@@ -72,11 +68,7 @@ def test_remote_drift_is_corrected_and_delete_policy_removes(rw: RunWhenEnv) -> 
 
 
 def test_adoption_policies(rw: RunWhenEnv) -> None:
-    with rw.emulator.client() as api:
-        assert (
-            api.post("workspaces/", json={"name": "taken", "displayName": "Made elsewhere"}).status_code
-            == 201
-        )
+    rw.third_party.create_workspace("taken", displayName="Made elsewhere")
     rw.start_operator()
     rw.apply("Workspace", "taken", {"displayName": "Ours now"})
     obj = rw.wait_condition("Workspace", "taken", status="False", reason="AlreadyExists")
@@ -93,8 +85,7 @@ def test_adoption_policies(rw: RunWhenEnv) -> None:
 
 
 def test_observe_only_never_writes(rw: RunWhenEnv) -> None:
-    with rw.emulator.client() as api:
-        api.post("workspaces/", json={"name": "watched", "displayName": "Remote truth"})
+    rw.third_party.create_workspace("watched", displayName="Remote truth")
     rw.emulator.reset_requests()
     rw.start_operator()
     rw.apply(
@@ -135,8 +126,7 @@ def test_paused_and_reconcile_requested_at(rw: RunWhenEnv) -> None:
     # Unpausing applies the change; with an hour-long poll interval, drift is only seen on request.
     rw.annotate("Workspace", "gamma", {"platform.runwhen.com/paused": None})
     wait_for(lambda: rw.remote_workspace("gamma")["displayName"] == "Gamma while paused", 20, "unpaused sync")
-    with rw.emulator.client() as api:
-        api.patch("workspaces/gamma", json={"displayName": "drifted"})
+    rw.third_party.patch_workspace("gamma", displayName="drifted")
     time.sleep(3)
     assert rw.remote_workspace("gamma")["displayName"] == "drifted"
     rw.annotate("Workspace", "gamma", {"platform.runwhen.com/reconcile-requested-at": "now-1"})
@@ -149,6 +139,15 @@ def test_health_and_open_issues_follow_the_remote(rw: RunWhenEnv) -> None:
     rw.start_operator()
     rw.apply("Workspace", "delta", {"monitoring": {"interval": "2s", "issues": {"maxListed": 2}}})
     rw.wait_condition("Workspace", "delta")
+    # No runner reports yet: nothing says the workspace is healthy.
+    wait_for(
+        lambda: (
+            (rw.get("Workspace", "delta").get("status") or {}).get("health", {}).get("state") == "Unknown"
+        ),
+        20,
+        "health Unknown without runners",
+    )
+    rw.emulator.set_runners("delta", [{"name": "loc-1", "health": "online"}])
     wait_for(
         lambda: (
             (rw.get("Workspace", "delta").get("status") or {}).get("health", {}).get("state") == "Healthy"
@@ -159,10 +158,9 @@ def test_health_and_open_issues_follow_the_remote(rw: RunWhenEnv) -> None:
     first = rw.emulator.open_issue("delta", "Pods crash-looping", 1, "k8s-health")
     rw.emulator.open_issue("delta", "Disk filling", 3, "disk")
     rw.emulator.open_issue("delta", "Cert expires soon", 4, "certs")
-    rw.emulator.set_health(
+    rw.emulator.set_runners(
         "delta",
-        status="degraded",
-        details=[{"component": "runner", "status": "degraded", "message": "2 of 3 up"}],
+        [{"name": "loc-1", "health": "online"}, {"name": "loc-2", "health": "stale"}],
     )
 
     def issues_seen() -> bool:
@@ -173,7 +171,8 @@ def test_health_and_open_issues_follow_the_remote(rw: RunWhenEnv) -> None:
     status = rw.get("Workspace", "delta")["status"]
     assert status["openIssues"]["bySeverity"] == {"critical": 1, "major": 0, "minor": 1, "warning": 1}
     assert [i["title"] for i in status["openIssues"]["top"]] == ["Pods crash-looping", "Disk filling"]
-    assert "runner: degraded (2 of 3 up)" in status["health"]["message"]
+    assert "runner/loc-2: degraded (stale" in status["health"]["message"], status["health"]
+    assert [d["component"] for d in status["health"]["details"]] == ["runner/loc-1", "runner/loc-2"]
     rw.emulator.close_issue("delta", first["id"])
     wait_for(lambda: rw.get("Workspace", "delta")["status"]["openIssues"]["count"] == 2, 20, "issue closed")
     assert rw.get("Workspace", "delta")["status"]["openIssues"]["bySeverity"]["critical"] == 0
@@ -184,8 +183,8 @@ def test_idle_resync_writes_nothing(rw: RunWhenEnv) -> None:
     names = [f"idle-{i}" for i in range(8)]
     for name in names:
         rw.apply("Workspace", name, {"displayName": name, "monitoring": {"interval": "4s"}})
-    # Accepted by the CRD (slxGroups is free-form there) but rejected by RunWhen: lists are expected.
-    rw.apply("Workspace", "bad-groups", {"slxGroups": {"platform": "k8s-health"}})
+    # Accepted by the CRD (slxGroups is free-form there) but rejected by RunWhen: groups are objects.
+    rw.apply("Workspace", "bad-groups", {"slxGroups": ["k8s-health"]})
     for name in names:
         rw.wait_condition("Workspace", name)
         wait_for(
@@ -193,9 +192,11 @@ def test_idle_resync_writes_nothing(rw: RunWhenEnv) -> None:
         )
     bad = rw.wait_condition("Workspace", "bad-groups", "Synced", "False", reason="InvalidSpec")
     message = rw.condition("Workspace", "bad-groups", "Synced")["message"]
-    assert "slxGroups.platform" in message, message
+    assert "slxGroups[0]" in message, message
     assert rw.condition("Workspace", "bad-groups")["reason"] == "InvalidSpec"
-    assert "remoteName" not in bad["status"]
+    # The platform creates a workspace by name, then sets its fields: the workspace exists and is
+    # this resource's, only its fields were refused.
+    assert bad["status"]["remoteName"] == "bad-groups"
     time.sleep(3)  # let the first monitor passes settle
     before = rw.k8s_resource_versions("Workspace")
     rw.emulator.reset_requests()
@@ -205,15 +206,15 @@ def test_idle_resync_writes_nothing(rw: RunWhenEnv) -> None:
     assert after == before, "an idle minute changed the custom resources"
     # Not one write, so not one retry of the rejected create either: it waits for a spec change.
     assert rw.emulator.write_count() == 0
-    assert counts["POST /api/v3/workspaces"] == 0
+    assert counts[rw.op("workspace.create")] == 0
     # The drift checks really ran: one coalesced list of workspaces per interval, not one GET each.
     # Eight objects polled every ~2 s would be ~240 reads a minute one by one; shared listings no
     # older than half the interval make it about one read a second whatever the number of objects.
-    lists = counts["GET /api/v3/workspaces"]
+    lists = counts[rw.op("workspace.list")]
     assert 10 <= lists <= 100, counts
-    assert counts["GET /api/v3/workspaces/{workspace_name}"] == 0
+    assert counts[rw.op("workspace.get")] == 0
     # And the health monitor ran every ~4 s for each workspace (reads only).
-    assert counts["GET /api/v3/workspaces/{workspace_name}/health"] >= 8 * 10
+    assert counts[rw.op("workspace.health")] >= 8 * 10
     assert "Traceback" not in proc.logs()
     warnings = [e for e in _events_of(rw, "bad-groups") if e.type == "Warning"]
     assert len(warnings) == 1, [e.message for e in warnings]
@@ -221,7 +222,8 @@ def test_idle_resync_writes_nothing(rw: RunWhenEnv) -> None:
     # Fixing the spec is what makes it try again.
     rw.apply("Workspace", "bad-groups", {"slxGroups": {"platform": ["k8s-health"]}})
     rw.wait_condition("Workspace", "bad-groups", reason="Available")
-    assert rw.remote_workspace("bad-groups")["slxGroups"] == {"platform": ["k8s-health"]}
+    # A map in the spec is the platform's list of group objects.
+    assert rw.remote_workspace("bad-groups")["slxGroups"] == [{"name": "platform", "slxs": ["k8s-health"]}]
 
 
 def test_credentials_rotation_and_wrong_password(rw: RunWhenEnv) -> None:

@@ -26,6 +26,7 @@ from kubernetes import client
 
 from tests.support.controlplane import Cluster, apply_manifest, testenv
 from tests.support.emulator import EmulatorProcess
+from tests.support.remote import Remote
 
 GROUP, VERSION = "platform.runwhen.com", "v1alpha1"
 PLURALS = {
@@ -304,11 +305,29 @@ class RunWhenEnv:
 
     # -- remote side -------------------------------------------------------------------------
     def remote(self, collection: str, workspace: str | None = None) -> list[dict[str, Any]]:
+        """The emulator's live objects of ``collection``, in the CRD's names whatever the dialect: a
+        platform workspace's ``alias`` also as ``displayName``, a workflow's or persona's short name as
+        ``name`` (the server's ``<ws>--<short>`` kept as ``serverName``); soft-deleted ones left out."""
         state = self.emulator.state()
-        items = list(state[collection])
+        items = [dict(i) for i in state[collection] if not i.get("deletedAt")]
+        if state.get("dialect") == "platform":
+            for item in items:
+                if collection == "workspaces" and "alias" in item:
+                    item["displayName"] = item["alias"]
+                if collection in ("workflows", "personas") and item.get("shortName"):
+                    item["serverName"], item["name"] = item["name"], item["shortName"]
         if workspace is not None:
             items = [i for i in items if i.get("workspace") == workspace]
         return items
+
+    @property
+    def third_party(self) -> Remote:
+        """Writes to the remote side behind the operator's back, in the emulator's dialect."""
+        return Remote(self.emulator)
+
+    def op(self, name: str) -> str:
+        """The emulator's request-counter key of operation ``name`` in its dialect."""
+        return Remote(self.emulator).op(name)
 
     def remote_workspace(self, name: str) -> dict[str, Any] | None:
         return next((w for w in self.remote("workspaces") if w["name"] == name), None)

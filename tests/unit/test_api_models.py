@@ -341,7 +341,10 @@ def test_workflow_run_forms() -> None:
     assert by_ref.connection_ref is None
     by_id = workflowrun.WorkflowRunSpec.model_validate({"workflowId": 3, "workspaceName": "team-a"})
     assert (by_id.workflow_id, by_id.workspace_name) == (3, "team-a")
-    with pytest.raises(ValidationError, match="set either workflowRef, or workspaceName with one of workflowId and workflowName"):
+    with pytest.raises(
+        ValidationError,
+        match="set either workflowRef, or workspaceName with one of workflowId and workflowName",
+    ):
         workflowrun.WorkflowRunSpec.model_validate({"workflowId": 3})
 
 

@@ -157,6 +157,19 @@ CASES = [
         idempotent=True,
     ),
     Case(
+        "created, then its fields refused: ours, InvalidSpec, no retry",
+        {},
+        None,
+        ["observe(by_name=True)", "create"],
+        engine.Action.NONE,
+        ("False", "InvalidSpec"),
+        ("False", "InvalidSpec"),
+        requeue=engine.Requeue.NEVER,
+        pending_marked=True,
+        events=("InvalidSpec",),
+        fail_on={"create": errors.RejectedAfterCreateError("slxGroups[0]: not an object", external_id="x")},
+    ),
+    Case(
         "create renamed by the server: NameTaken, no retry",
         {},
         None,
@@ -400,7 +413,9 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_engine_table(case: Case) -> None:
     ext = FakeExternal(
-        remote=dict(case.remote) if case.remote else None, fail_on=case.fail_on, idempotent_create=case.idempotent
+        remote=dict(case.remote) if case.remote else None,
+        fail_on=case.fail_on,
+        idempotent_create=case.idempotent,
     )
     marked: list[bool] = []
 
@@ -419,6 +434,8 @@ async def test_engine_table(case: Case) -> None:
     assert bool(marked) is case.pending_marked
     assert outcome.create_pending is case.pending_after
     assert tuple(e.reason for e in outcome.events) == case.events
+    if isinstance(case.fail_on.get("create"), errors.RejectedAfterCreateError):
+        assert outcome.external_id == "x"  # recorded: the object exists and is this resource's
 
 
 async def test_mark_pending_happens_before_the_create() -> None:

@@ -178,16 +178,13 @@ class ManagedReconciler:
             self._connection_refused(body, spec, outcome.synced.message)
 
         extra: Body = {}
-        if (
-            prepared is not None
-            and outcome.synced.status == "True"
-            and not deleting
-            and outcome.external_id is not None
-        ):
+        if prepared is not None and not deleting and outcome.external_id is not None:
+            # The remote identity as soon as it is known, even with a failure to report beside it.
             extra.update(self.identity_status(outcome, prepared))
-            extra.update(prepared.extra_status)
-            if request.managed:
-                extra.update(await self.after_sync(body, spec, outcome, client, prepared))
+            if outcome.synced.status == "True":
+                extra.update(prepared.extra_status)
+                if request.managed:
+                    extra.update(await self.after_sync(body, spec, outcome, client, prepared))
         if poll_complaint:
             log.warning("%s: %s", key, poll_complaint)
         if fresh and outcome.synced.status == "True":

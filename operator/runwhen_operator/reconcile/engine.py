@@ -146,6 +146,11 @@ async def reconcile(request: Request[D], external: External[D], mark_pending: Ma
         if request.deleting:
             return await _finalize(request, external, what)
         return await _sync(request, external, mark_pending, what)
+    except errors.RejectedAfterCreateError as exc:
+        # Created (so ours from now on), then refused its fields: record it, wait for a new spec.
+        outcome = _failure(request, REASON_INVALID_SPEC, f"RunWhen rejected {what}: {exc}", Requeue.NEVER)
+        outcome.external_id, outcome.create_pending = exc.external_id, False
+        return outcome
     except errors.InvalidRequestError as exc:
         return _failure(request, REASON_INVALID_SPEC, f"RunWhen rejected {what}: {exc}", Requeue.NEVER)
     except errors.WorkspaceRenamedError as exc:

@@ -96,6 +96,13 @@ class WorkspaceExternal:
             self._scope, self._api.workspace_listing, id_field="name", max_age=self._max_age
         )
         remote = found.find(external_id or desired.name)
+        if remote is None and external_id is not None and self._max_age > 0:
+            # One of ours is missing from a cached listing: confirm with a fresh one before it is
+            # taken for gone (and created again).
+            found = await self._cache.get(
+                self._scope, self._api.workspace_listing, id_field="name", max_age=0
+            )
+            remote = found.find(external_id)
         if remote is None:
             return engine.Observation(exists=False)
         drift = diff.drifted_fields(desired.body, remote, WORKSPACE_SET_KEYS, WORKSPACE_EXACT_KEYS)
@@ -106,6 +113,9 @@ class WorkspaceExternal:
     async def create(self, desired: WorkspaceDesired) -> engine.Observation:
         try:
             created = await self._api.new_workspace(desired.name, desired.body)
+        except errors.RejectedAfterCreateError:
+            self._cache.upsert(self._scope, {"name": desired.name})
+            raise
         except errors.WriteOutcomeUnknownError:
             self._cache.invalidate(self._scope)
             raise
@@ -167,27 +177,35 @@ class ChildExternal:
     async def observe(
         self, desired: ChildDesired, external_id: Any, *, lookup_by_name: bool
     ) -> engine.Observation:
-        key = self._api.child_key
         try:
-            found = await self._cache.get(
-                self._scope(desired.workspace),
-                lambda: self._api.child_listing(self._kind, desired.workspace),
-                id_field=key,
-                max_age=self._max_age,
-            )
+            remote = await self._find(desired, external_id, lookup_by_name, self._max_age)
+            if remote is None and external_id is not None and self._max_age > 0:
+                # One of ours is missing from a cached listing: confirm with a fresh one before it
+                # is taken for gone (and created again).
+                remote = await self._find(desired, external_id, lookup_by_name, 0.0)
         except errors.NotFoundError:
             return engine.Observation(exists=False)  # the workspace is gone, and its children with it
-        remote: Item | None
-        if key == "name":
-            remote = found.find(desired.name)
-        else:
-            remote = found.find(int(external_id)) if external_id is not None else None
-            if remote is None and lookup_by_name:
-                same_name = sorted(found.find_by("name", desired.name), key=lambda i: i["id"])
-                remote = same_name[0] if same_name else None
         if remote is None:
             return engine.Observation(exists=False)
         return self._observation(desired, remote)
+
+    async def _find(
+        self, desired: ChildDesired, external_id: Any, lookup_by_name: bool, max_age: float
+    ) -> Item | None:
+        key = self._api.child_key
+        found = await self._cache.get(
+            self._scope(desired.workspace),
+            lambda: self._api.child_listing(self._kind, desired.workspace),
+            id_field=key,
+            max_age=max_age,
+        )
+        if key == "name":
+            return found.find(desired.name)
+        remote = found.find(int(external_id)) if external_id is not None else None
+        if remote is None and lookup_by_name:
+            same_name = sorted(found.find_by("name", desired.name), key=lambda i: i["id"])
+            remote = same_name[0] if same_name else None
+        return remote
 
     def _key(self, desired: ChildDesired, observation: engine.Observation) -> Any:
         remote = observation.remote or {}

@@ -16,6 +16,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitedError",
+    "RejectedAfterCreateError",
     "RunWhenError",
     "ServerError",
     "TransportError",
@@ -61,6 +62,22 @@ class InvalidRequestError(RunWhenError):
     ) -> None:
         super().__init__(message, status_code=status_code, retryable=retryable)
         self.field_errors: dict[str, list[str]] = {k: list(v) for k, v in (field_errors or {}).items()}
+
+
+class RejectedAfterCreateError(InvalidRequestError):
+    """The object was created, but a write that had to follow (setting its fields) was refused: it
+    exists, it is ours (``external_id``), and its spec needs fixing."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        external_id: object,
+        status_code: int | None = None,
+        field_errors: Mapping[str, list[str]] | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, field_errors=field_errors)
+        self.external_id = external_id
 
 
 class AuthError(RunWhenError):

@@ -171,6 +171,30 @@ def _as_group_list(value: Any) -> Any:
     return value
 
 
+def _in_crd_names(exc: errors.InvalidRequestError) -> errors.InvalidRequestError:
+    """A PATCH rejection with the fields named as the spec names them (``slx_groups[0]`` ->
+    ``slxGroups[0]``), so the condition points at what the user wrote."""
+    renames = {wire: crd for crd, wire in WORKSPACE_PATCH_KEYS.items()}
+
+    def rename(key: str) -> str:
+        head, sep, rest = key.partition(".")
+        base, bracket, index = head.partition("[")
+        return renames.get(base, base) + bracket + index + sep + rest
+
+    message = exc.message
+    for wire, crd in renames.items():
+        message = (
+            message.replace(f"{wire}:", f"{crd}:")
+            .replace(f"{wire}[", f"{crd}[")
+            .replace(f"{wire}.", f"{crd}.")
+        )
+    return errors.InvalidRequestError(
+        message,
+        status_code=exc.status_code,
+        field_errors={rename(k): v for k, v in exc.field_errors.items()},
+    )
+
+
 def _titles(text: str | None) -> list[str]:
     return [t for t in (text or "").split("||") if t.strip()]
 
@@ -252,7 +276,16 @@ class PlatformApi:
             raise errors.WorkspaceRenamedError(message, requested=name, given=created.name)
         changes = {k: v for k, v in self.workspace_body(body).items() if k in WORKSPACE_PATCH_KEYS}
         if changes and created.status != "provisioning":
-            return await self.change_workspace(name, changes)
+            try:
+                return await self.change_workspace(name, changes)
+            except errors.InvalidRequestError as exc:
+                # Worded as a refused update, which is what the next pass would see.
+                raise errors.RejectedAfterCreateError(
+                    exc.message,
+                    external_id=name,
+                    status_code=exc.status_code,
+                    field_errors=exc.field_errors,
+                ) from None
         # Still provisioning (or nothing to set): the next observation sets what is missing.
         return {"name": name}
 
@@ -262,7 +295,10 @@ class PlatformApi:
             if key not in WORKSPACE_PATCH_KEYS:
                 raise ValueError(f"workspace field {key!r} cannot be written on this server")
             body[WORKSPACE_PATCH_KEYS[key]] = value
-        wire = await self._rw.call(WorkspaceWire, "PATCH", WORKSPACE, {"workspace_name": name}, body=body)
+        try:
+            wire = await self._rw.call(WorkspaceWire, "PATCH", WORKSPACE, {"workspace_name": name}, body=body)
+        except errors.InvalidRequestError as exc:
+            raise _in_crd_names(exc) from None
         return self._workspace_item(wire)
 
     async def remove_workspace(self, name: str) -> None:
