@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import random
 import time
 from collections import Counter
@@ -62,7 +63,7 @@ def test_children_wait_for_the_workspace_then_sync(rw: RunWhenEnv) -> None:
     assert remote_p[0]["filterConfidenceThreshold"] == 0.7
     assert remote_p[0]["runConfidenceThreshold"] == 0.95  # server default kept, not fought over
 
-    # Spec change: one PUT with the full body.
+    # Spec change: one write of the full body (a PUT by id, or an upsert by name).
     rw.emulator.reset_requests()
     rw.apply(
         "Workflow",
@@ -78,15 +79,12 @@ def test_children_wait_for_the_workspace_then_sync(rw: RunWhenEnv) -> None:
             == ["Check nodes"]
         ),
         20,
-        "the PUT",
+        "the update",
     )
-    assert rw.emulator.requests()["PUT /api/v3/workspaces/{workspace_name}/workflows/{workflow_id}"] == 1
+    assert rw.emulator.requests()[rw.op("workflow.update")] == 1
 
     # Remote drift corrected; server-side reordering of a set-like list is not drift.
-    wf_id = wf["status"]["id"]
-    with rw.emulator.client() as api:
-        body = {"name": "triage", "definition": definition(title="tampered")}
-        assert api.put(f"workspaces/ops/workflows/{wf_id}", json=body).status_code == 200
+    rw.third_party.put_child("workflow", "ops", "triage", {"definition": definition(title="tampered")})
     wait_for(
         lambda: (
             rw.remote("workflows", "ops")[0]["definition"]["fromActivities"][0]["actions"][0]["tasks"][
@@ -97,18 +95,19 @@ def test_children_wait_for_the_workspace_then_sync(rw: RunWhenEnv) -> None:
         20,
         "drift correction",
     )
-    with rw.emulator.client() as api:
-        reordered = definition(title="Check nodes")
-        reordered["fromActivities"][0]["match"]["activityVerbs"] = ["page", "alert"]
-        api.put(f"workspaces/ops/workflows/{wf_id}", json={"name": "triage", "definition": reordered})
+    reordered = definition(title="Check nodes")
+    reordered["fromActivities"][0]["match"]["activityVerbs"] = ["page", "alert"]
+    rw.third_party.put_child("workflow", "ops", "triage", {"definition": reordered})
     rw.emulator.reset_requests()
     time.sleep(5)
     assert rw.emulator.write_count() == 0
 
     # Deleted remotely: recreated under a new id.
-    with rw.emulator.client() as api:
-        assert api.delete(f"workspaces/ops/personas/{persona['status']['id']}").status_code == 204
-    wait_for(lambda: len(rw.remote("personas", "ops")) == 1, 20, "persona recreated")
+    old_id = persona["status"]["id"]
+    rw.third_party.delete_child("persona", "ops", "sre")
+    wait_for(
+        lambda: [p["id"] for p in rw.remote("personas", "ops")] not in ([], [old_id]), 20, "persona recreated"
+    )
     new_id = rw.remote("personas", "ops")[0]["id"]
     wait_for(lambda: rw.get("Persona", "sre")["status"].get("id") == new_id, 20, "new id recorded")
     wait_for(
@@ -139,11 +138,9 @@ def test_children_wait_for_the_workspace_then_sync(rw: RunWhenEnv) -> None:
 
 
 def test_adoption_and_unmanaged_parent(rw: RunWhenEnv) -> None:
-    with rw.emulator.client() as api:
-        assert api.post("workspaces/", json={"name": "shared"}).status_code == 201
-        made = api.post(
-            "workspaces/shared/personas/", json={"name": "oncall", "fullName": "Made by hand"}
-        ).json()
+    rw.third_party.create_workspace("shared")
+    rw.third_party.create_child("persona", "shared", "oncall", {"fullName": "Made by hand"})
+    made = rw.remote("personas", "shared")[0]
     rw.start_operator()
     rw.apply("Persona", "oncall", {"workspaceName": "shared", "fullName": "Managed"})
     rw.wait_condition("Persona", "oncall", status="False", reason="AlreadyExists")
@@ -178,13 +175,13 @@ def test_webhook_token_secret_and_no_secret_leaks(rw: RunWhenEnv, emulator_facto
     core = k8s.CoreV1Api(rw.api)
     wait_for(lambda: _secret_exists(core, rw.namespace, "paging-webhook"), 20, "webhook Secret")
     secret = core.read_namespaced_secret("paging-webhook", rw.namespace)
-    with rw.emulator.client() as api:
-        expected = api.get(f"workspaces/hooks/workflows/{wf['status']['id']}/token").json()
-    import base64
+    remote_wf = rw.remote("workflows", "hooks")[0]
+    assert remote_wf["id"] == wf["status"]["id"]
 
     token = base64.b64decode(secret.data["token"]).decode()
-    assert token == expected["token"]
-    assert base64.b64decode(secret.data["webhookUrl"]).decode() == expected["webhookUrl"]
+    assert token == remote_wf["webhookToken"]  # what the server holds
+    assert remote_wf["tokenRetrieved"] is True  # read once, as the platform allows
+    assert "/workflows/paging/" in base64.b64decode(secret.data["webhookUrl"]).decode()
     owner = secret.metadata.owner_references[0]
     assert (owner.kind, owner.name, owner.controller) == ("Workflow", "paging", True)
     assert rw.get("Workflow", "paging")["status"]["webhookTokenSecret"] == "paging-webhook"
@@ -274,3 +271,68 @@ def test_fifty_and_fifty_under_faults_and_crashes_make_no_duplicates(rw: RunWhen
     rw.emulator.clear_faults()
     assert rw.remote("workflows", "bulk") == []
     assert rw.remote("personas", "bulk") == []
+
+
+ROTATE = "PATCH /api/v3/workspaces/{workspace_short_name}/workflows/{workflow_short_name}/rotate-token"
+
+
+def _token(core: k8s.CoreV1Api, namespace: str, name: str) -> str | None:
+    try:
+        secret = core.read_namespaced_secret(name, namespace)
+    except k8s.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return base64.b64decode((secret.data or {}).get("token", "")).decode() or None
+
+
+def test_webhook_secret_is_the_source_of_truth(rw: RunWhenEnv) -> None:
+    """The platform hands a webhook token out once: the Secret is never read from RunWhen again on a
+    resync or restart; a lost Secret and the rotation annotation rotate it."""
+    proc = rw.start_operator("--poll-interval", "2s")
+    rw.apply("Workspace", "hooks", {})
+    spec = {
+        "workspaceRef": {"name": "hooks"},
+        "definition": definition(),
+        "webhookTokenSecretRef": {"name": "paging-webhook"},
+    }
+    rw.apply("Workflow", "paging", spec)
+    rw.wait_condition("Workflow", "paging")
+    core = k8s.CoreV1Api(rw.api)
+    wait_for(lambda: _token(core, rw.namespace, "paging-webhook") is not None, 20, "webhook Secret")
+    first = _token(core, rw.namespace, "paging-webhook")
+    assert first == rw.remote("workflows", "hooks")[0]["webhookToken"]
+    assert rw.emulator.requests()[rw.op("workflow.token")] == 1
+
+    # Resyncs and a restart read neither the token nor write anything.
+    time.sleep(3)
+    proc.kill()
+    rw.emulator.reset_requests()
+    versions = rw.k8s_resource_versions("Workflow")
+    proc.start()
+    proc.wait_healthy()
+    time.sleep(6)
+    assert rw.emulator.requests()[rw.op("workflow.token")] == 0
+    assert rw.emulator.write_count() == 0
+    assert rw.k8s_resource_versions("Workflow") == versions
+    assert _token(core, rw.namespace, "paging-webhook") == first
+
+    # The Secret is lost: the token cannot be read again, so it is rotated and the new one written.
+    core.delete_namespaced_secret("paging-webhook", rw.namespace)
+    wait_for(lambda: _token(core, rw.namespace, "paging-webhook") not in (None, first), 20, "Secret back")
+    second = _token(core, rw.namespace, "paging-webhook")
+    assert second == rw.remote("workflows", "hooks")[0]["webhookToken"]
+    assert rw.emulator.requests()[ROTATE] == 1
+
+    # A rotation asked for by annotation, once per new value.
+    rw.annotate("Workflow", "paging", {"platform.runwhen.com/rotate-webhook-token": "2026-12-01"})
+    wait_for(lambda: _token(core, rw.namespace, "paging-webhook") not in (None, second), 20, "rotated")
+    wait_for(
+        lambda: rw.get("Workflow", "paging")["status"].get("webhookTokenRotation") == "2026-12-01",
+        20,
+        "rotation recorded",
+    )
+    assert _token(core, rw.namespace, "paging-webhook") == rw.remote("workflows", "hooks")[0]["webhookToken"]
+    time.sleep(4)
+    assert rw.emulator.requests()[ROTATE] == 2  # handled once, not at every pass
+    assert "Traceback" not in proc.logs()

@@ -415,39 +415,30 @@ class WorkflowReconciler(ChildReconciler):
 
     child_kind = dialect.WORKFLOW
 
-    def __init__(self, ctx: context.Context) -> None:
-        super().__init__(ctx)
-        # uid -> (workflow id, Secret name) known to hold a token, so a resync reads neither the
-        # Secret nor the token again
-        self._tokens_written: dict[str, tuple[Any, str]] = {}
-
     async def after_sync(
         self, body: Body, spec: Any, outcome: engine.Outcome, client: Any, prepared: Prepared
     ) -> Body:
         """The webhook token in its Secret. The Secret is the source of truth: the token is read
         from RunWhen only when the Secret is missing or lacks it (the platform hands a token out
-        once, so a lost Secret means a rotation) or when a rotation is asked for by annotation."""
+        once, so a lost Secret means a rotation) or when a rotation is asked for by annotation. The
+        Secret is read (a Kubernetes GET, no write) at every pass, so a deleted or emptied one is
+        written again at the next pass, not after a restart."""
         ref = spec.webhook_token_secret_ref
         if ref is None:
             return {"webhookTokenSecret": None}
         meta = body["metadata"]
         status: Body = body.get("status") or {}
-        cache_key = meta["uid"]
-        wanted = (outcome.external_id, ref.name)
         rotation = (meta.get("annotations") or {}).get(common.ANNOTATION_ROTATE_WEBHOOK_TOKEN)
         rotate = bool(rotation) and rotation != status.get("webhookTokenRotation")
         done: Body = {"webhookTokenSecret": ref.name}
         if rotation and not rotate:
             done["webhookTokenRotation"] = rotation
-        if not rotate and self._tokens_written.get(cache_key) == wanted:
-            return done
         if not rotate:
             try:
                 existing = await self.ctx.kube.read_secret(meta["namespace"], ref.name)
             except kube.Gone:
                 existing = {}
             if existing.get(workflow.WEBHOOK_SECRET_KEY_TOKEN):
-                self._tokens_written[cache_key] = wanted
                 return done
         key = prepared.desired.name if client.child_key == "name" else int(outcome.external_id)
         token = await client.webhook_token(prepared.desired.workspace, key, rotate=rotate)
@@ -462,7 +453,6 @@ class WorkflowReconciler(ChildReconciler):
         if written:
             what = "rotated the webhook token into" if rotate else "wrote the webhook token to"
             await self.ctx.kube.event(body, "Normal", "WebhookTokenWritten", f"{what} Secret {ref.name}")
-        self._tokens_written[cache_key] = wanted
         if rotation:
             done["webhookTokenRotation"] = rotation
         return done

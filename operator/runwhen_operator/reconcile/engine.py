@@ -14,7 +14,7 @@ import contextlib
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 from runwhen_operator.runwhen import errors
@@ -325,11 +325,15 @@ async def _create(
 
 
 def _created_by_us(request: Request[Any], observation: Observation) -> bool:
-    """Whether the server created the object no earlier than this resource was created: then the
-    upsert that made it was this resource's (for an idempotent create there is no pending mark)."""
+    """Whether the upsert that made the object was this resource's (an idempotent create leaves no
+    pending mark): the server created it after the resource was created. The resource's creation
+    time has whole seconds, so within its second only an object that already matches the spec is
+    taken for ours; an object of another shape made then is someone else's."""
     if request.owner_since is None or observation.created_at is None:
         return False
-    return observation.created_at >= request.owner_since
+    if observation.created_at < request.owner_since:
+        return False
+    return observation.created_at >= request.owner_since + timedelta(seconds=1) or observation.up_to_date
 
 
 def _observe_only(request: Request[Any], observation: Observation, what: str) -> Outcome:
