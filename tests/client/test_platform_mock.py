@@ -200,24 +200,28 @@ async def test_email_logins_are_sent_as_email() -> None:
 
 
 @pytest.mark.parametrize(
-    ("answer", "expected"),
+    ("answer", "expected", "probes"),
     [
-        (httpx.Response(307, headers={"Location": "/api/v3/workspaces/"}), dialect.Dialect.DOCUMENTED),
-        (httpx.Response(404, json={"detail": "Not found."}), dialect.Dialect.DOCUMENTED),
-        (httpx.Response(200, json=page([], 0)), dialect.Dialect.PLATFORM),
+        # A platform server redirects the slashed path (or has no such path); its own probe follows.
+        (httpx.Response(307, headers={"Location": "/api/v3/workspaces"}), dialect.Dialect.PLATFORM, 2),
+        (httpx.Response(404, json={"detail": "Not Found"}), dialect.Dialect.PLATFORM, 2),
+        # A documented server answers the slashed path.
+        (httpx.Response(200, json=page([], 0)), dialect.Dialect.DOCUMENTED, 1),
     ],
 )
-async def test_detection_is_one_probe(answer: httpx.Response, expected: dialect.Dialect) -> None:
+async def test_detection_probes_the_documented_path_first(
+    answer: httpx.Response, expected: dialect.Dialect, probes: int
+) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/api/v3/workspaces":
+        if request.url.path == "/api/v3/workspaces/":
             return answer
-        assert request.url.path == "/api/v3/workspaces/"
+        assert request.url.path == "/api/v3/workspaces"
         return json_response(200, page([], 0))
 
     api, rec = make(handler)
     detected = await apis.verify(api.client, None)
     assert detected.api_dialect is expected
-    assert len(rec.requests) == (1 if expected is dialect.Dialect.PLATFORM else 2)
+    assert len(rec.requests) == probes
 
 
 async def test_detection_does_not_hide_refused_credentials() -> None:

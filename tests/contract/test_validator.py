@@ -74,6 +74,7 @@ RUN_SESSION = {
 
 MUST_PASS = {
     "workspace status": exchange("GET", "/api/v3/workspaces/demo/status", 200, WORKSPACE_STATUS),
+    "the operator's dialect probe, redirected": exchange("GET", "/api/v3/workspaces/", 307, None),
     "token login": exchange(
         "POST",
         "/api/v3/token/",
@@ -260,7 +261,11 @@ MUST_FAIL = {
         "operation",
     ),
     "operator on the other slash form": (
-        exchange("GET", "/api/v3/workspaces/", 307, None),
+        exchange("GET", "/api/v3/workspaces/demo/workflows/", 307, None),
+        "operation",
+    ),
+    "operator's dialect probe served as if it were an operation": (
+        exchange("GET", "/api/v3/workspaces/", 200, {"results": [], "count": 0}),
         "operation",
     ),
     "another agent served an undocumented operation": (

@@ -32,22 +32,24 @@ def _not_this_dialect(exc: errors.RunWhenError) -> bool:
 
 
 async def verify(rw: client.RunWhenClient, pinned: dialect.Dialect | None) -> dialect.Api:
-    """Log in (password credentials) and prove the credentials with one authenticated request of
-    the pinned dialect, or, when none is pinned, of the platform dialect first and of the documented
-    one if the server does not speak the platform's. Raises ``errors.AuthError`` when refused."""
+    """Log in (password credentials) and prove the credentials with an authenticated request of the
+    pinned dialect, or, when none is pinned, find the dialect: the documented API's slashed
+    collection path (``GET /api/v3/workspaces/``) answers 200 only on a documented server; the
+    platform answers it with a redirect to the unslashed path (FastAPI's ``redirect_slashes``) or a
+    404, and then its own probe proves the credentials. Raises ``errors.AuthError`` when refused."""
     await rw.login()
     if pinned is not None:
         api = for_dialect(pinned, rw)
         await api.probe()
         return api
-    first = platform.PlatformApi(rw)
+    documented_api = documented.DocumentedApi(rw)
     try:
-        await first.probe()
+        await documented_api.probe()
     except errors.RunWhenError as exc:
         if not _not_this_dialect(exc):
             raise
-        log.info("%s does not answer the platform API (%s); trying the documented one", rw.base_url, exc)
-        second = documented.DocumentedApi(rw)
-        await second.probe()
-        return second
-    return first
+        log.debug("%s does not answer the documented API (%s): the platform API", rw.base_url, exc)
+        platform_api = platform.PlatformApi(rw)
+        await platform_api.probe()
+        return platform_api
+    return documented_api

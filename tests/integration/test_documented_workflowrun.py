@@ -1,0 +1,329 @@
+"""WorkflowRun on the documented dialect: trigger a workflow once (`POST .../workflows/{id}/run`
+with the uid in the run context) and follow it like a Job, against the real control plane, the
+emulator in its documented dialect and the operator process. The platform dialect's runs are in
+test_workflowrun.py."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+from runwhen_operator.handlers import context, kube, runtime, workflowrun
+from runwhen_operator.reconcile import connections, listing
+from tests.support.controlplane import Cluster
+from tests.support.operator import RunWhenEnv, wait_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
+import testenv
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def rw(rw: RunWhenEnv, emulator_factory: Any) -> RunWhenEnv:
+    """The usual environment, wired to an emulator of the documented dialect."""
+    rw.use_emulator(emulator_factory(dialect="documented"))
+    return rw
+
+RUN_POST = "POST /api/v3/workspaces/{workspace_name}/workflows/{workflow_id}/run"
+MARKER = "platform.runwhen.com/workflowrun-uid"
+DEFINITION = {"fromActivities": [{"name": "a", "actions": [{"tasks": {"slx": "s1"}}]}]}
+
+
+def _ready_workflow(rw: RunWhenEnv, workspace: str = "ops", name: str = "restart") -> dict[str, Any]:
+    rw.apply("Workspace", workspace, {"displayName": workspace})
+    rw.apply("Workflow", name, {"workspaceRef": {"name": workspace}, "definition": DEFINITION})
+    return rw.wait_condition("Workflow", name, timeout=60)
+
+
+def _sessions(rw: RunWhenEnv, workflow_id: int) -> list[dict[str, Any]]:
+    return [s for s in rw.remote("runSessions") if s.get("workflowId") == workflow_id]
+
+
+def _status(rw: RunWhenEnv, name: str) -> dict[str, Any]:
+    return dict(rw.get("WorkflowRun", name).get("status") or {})
+
+
+def _events(rw: RunWhenEnv, name: str) -> list[tuple[str, str, str]]:
+    items = k8s.CoreV1Api(rw.api).list_namespaced_event(rw.namespace).items
+    return [(str(e.type), str(e.reason), str(e.message)) for e in items if e.involved_object.name == name]
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _kubectl(cluster: Cluster, *args: str) -> list[str]:
+    _, kubectl = testenv.ensure_helm()
+    return [str(kubectl), "--kubeconfig", str(cluster.kubeconfig), *args]
+
+
+def test_successful_run_is_followed_to_complete(rw: RunWhenEnv, control_plane: Cluster) -> None:
+    rw.emulator.set_runs("completed", step_seconds=1.5)
+    rw.start_operator()
+    wf = _ready_workflow(rw)
+    workflow_id = wf["status"]["id"]
+
+    rw.apply(
+        "WorkflowRun",
+        "fix-it",
+        {"workflowRef": {"name": "restart"}, "context": {"alert": "pods crash-looping", "count": 3}},
+    )
+    uid = rw.get("WorkflowRun", "fix-it")["metadata"]["uid"]
+    # `kubectl wait` starts before the run finished and returns once Complete is True.
+    waiter = subprocess.run(
+        _kubectl(
+            control_plane,
+            "-n",
+            rw.namespace,
+            "wait",
+            "--for=condition=Complete",
+            "workflowrun/fix-it",
+            "--timeout=60s",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert waiter.returncode == 0, waiter.stderr
+    assert "condition met" in waiter.stdout
+
+    status = _status(rw, "fix-it")
+    sessions = _sessions(rw, workflow_id)
+    assert len(sessions) == 1
+    session = sessions[0]
+    assert session["status"] == "completed"
+    assert status["phase"] == "Completed"
+    assert status["runSessionId"] == session["id"]
+    assert status["workflowId"] == workflow_id
+    assert status["workspace"] == "ops"
+    assert status["runId"] == rw.remote("runs")[0]["id"]
+    assert status["observedGeneration"] == 1
+    # The spec's context reached RunWhen, with the object's uid for finding the run after a crash.
+    assert session["context"] == {"alert": "pods crash-looping", "count": 3, MARKER: uid}
+    requested, queued = _time(status["triggerRequestedAt"]), _time(status["queuedAt"])
+    started, completed = _time(status["startedAt"]), _time(status["completedAt"])
+    assert requested <= queued <= started <= completed
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Complete"]["status"] == "True"
+    assert conditions["Complete"]["reason"] == "Completed"
+    assert conditions["Failed"]["status"] == "False"
+    assert rw.emulator.requests()[RUN_POST] == 1
+    reasons = [(kind, reason) for kind, reason, _ in _events(rw, "fix-it")]
+    assert ("Normal", "Triggered") in reasons
+    assert ("Normal", "Completed") in reasons
+    assert not any(kind == "Warning" for kind, _ in reasons)
+
+    table = subprocess.run(
+        _kubectl(control_plane, "-n", rw.namespace, "get", "workflowrun", "fix-it"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout.split("\n")
+    assert table[0].split() == ["NAME", "WORKFLOW", "PHASE", "AGE", "FINISHED"]
+    assert table[1].split()[:3] == ["fix-it", "restart", "Completed"]
+
+    # The example is accepted by the API server as it is.
+    example = Path(__file__).resolve().parents[2] / "examples" / "workflowrun.yaml"
+    created = subprocess.run(
+        _kubectl(control_plane, "create", "--dry-run=server", "-o", "name", "-f", str(example)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith("workflowrun.platform.runwhen.com/restart-crashlooping-")
+
+    # Finished runs are left alone: no second run, no status writes.
+    version = rw.get("WorkflowRun", "fix-it")["metadata"]["resourceVersion"]
+    rw.emulator.reset_requests()
+    time.sleep(3)
+    assert rw.emulator.requests()[RUN_POST] == 0
+    assert rw.get("WorkflowRun", "fix-it")["metadata"]["resourceVersion"] == version
+
+
+def test_failed_run_sets_the_failed_condition(rw: RunWhenEnv, control_plane: Cluster) -> None:
+    rw.emulator.set_runs("failed", step_seconds=0.5)
+    rw.start_operator()
+    wf = _ready_workflow(rw)
+    rw.apply("WorkflowRun", "doomed", {"workflowRef": {"name": "restart"}})
+    # Waiting for the end whatever the outcome: completedAt is written with the final phase.
+    waiter = subprocess.run(
+        _kubectl(
+            control_plane,
+            "-n",
+            rw.namespace,
+            "wait",
+            "--for=jsonpath={.status.completedAt}",
+            "workflowrun/doomed",
+            "--timeout=60s",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert waiter.returncode == 0, waiter.stderr
+    status = _status(rw, "doomed")
+    assert rw.condition("WorkflowRun", "doomed", "Failed")["status"] == "True"
+    assert rw.condition("WorkflowRun", "doomed", "Failed")["reason"] == "Failed"
+    assert status["phase"] == "Failed"
+    assert rw.condition("WorkflowRun", "doomed", "Complete")["status"] == "False"
+    sessions = _sessions(rw, wf["status"]["id"])
+    assert [s["id"] for s in sessions] == [status["runSessionId"]]
+    assert sessions[0]["status"] == "failed"
+    assert status["completedAt"]
+    events = _events(rw, "doomed")
+    assert any(kind == "Warning" and reason == "Failed" for kind, reason, _ in events), events
+    assert not any(reason == "Completed" for _, reason, _ in events)
+
+
+def test_run_waits_for_the_workflow_to_be_ready(rw: RunWhenEnv) -> None:
+    rw.emulator.set_runs("completed", step_seconds=0.5)
+    rw.start_operator()
+    rw.apply("WorkflowRun", "early", {"workflowRef": {"name": "late"}})
+    wait_for(
+        lambda: _status(rw, "early").get("message") == 'waiting for Workflow "late"',
+        30,
+        lambda: f"waiting for the Workflow; status: {_status(rw, 'early')}",
+    )
+    assert _status(rw, "early")["phase"] == "Pending"
+
+    # The Workflow exists but cannot be Ready: its Workspace does not exist yet.
+    rw.apply("Workflow", "late", {"workspaceRef": {"name": "later"}, "definition": DEFINITION})
+    rw.wait_condition("Workflow", "late", status="False", reason="WaitingForWorkspace")
+    wait_for(
+        lambda: _status(rw, "early").get("message") == 'waiting for Workflow "late" to be Ready',
+        30,
+        lambda: f"waiting for Ready; status: {_status(rw, 'early')}",
+    )
+    status = _status(rw, "early")
+    assert status["phase"] == "Pending"
+    assert "triggerRequestedAt" not in status
+    assert "conditions" not in status
+    assert rw.emulator.requests()[RUN_POST] == 0
+    assert rw.remote("runSessions") == []
+
+    rw.apply("Workspace", "later", {"displayName": "Later"})
+    wf = rw.wait_condition("Workflow", "late", timeout=60)
+    obj = rw.wait_condition("WorkflowRun", "early", "Complete", "True", timeout=60)
+    sessions = _sessions(rw, wf["status"]["id"])
+    assert [s["id"] for s in sessions] == [obj["status"]["runSessionId"]]
+    assert rw.emulator.requests()[RUN_POST] == 1
+
+
+def test_crash_between_trigger_and_status_write_runs_once(rw: RunWhenEnv) -> None:
+    rw.emulator.set_runs("completed", step_seconds=0.5)
+    proc = rw.start_operator()
+    wf = _ready_workflow(rw)
+    workflow_id = wf["status"]["id"]
+
+    # Every API answer now takes 4 s: the run call stays in flight that long.
+    rw.emulator.set_faults(latency_ms=4000)
+    rw.apply("WorkflowRun", "crashy", {"workflowRef": {"name": "restart"}})
+    # The emulator counts a request when it arrives, before the latency: the call has been sent.
+    wait_for(lambda: rw.emulator.requests()[RUN_POST] == 1, 30, "the run call")
+    # Freeze the operator with the call in flight (a killed client would make the emulator drop the
+    # request), let RunWhen apply it, then crash the operator before it can read the answer.
+    assert proc.proc is not None
+    proc.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: len(_sessions(rw, workflow_id)) == 1, 30, "the run session of the call")
+    finally:
+        proc.kill()
+    status = _status(rw, "crashy")
+    assert status.get("triggerRequestedAt"), status
+    assert "runSessionId" not in status, status
+    assert status["phase"] == "Pending"
+
+    rw.emulator.clear_faults()
+    proc.start()
+    proc.wait_healthy()
+    obj = rw.wait_condition("WorkflowRun", "crashy", "Complete", "True", timeout=60)
+    sessions = _sessions(rw, workflow_id)
+    assert len(sessions) == 1, sessions
+    assert obj["status"]["runSessionId"] == sessions[0]["id"]
+    assert obj["status"]["phase"] == "Completed"
+    assert obj["status"]["triggerRequestedAt"] == status["triggerRequestedAt"]
+    assert rw.emulator.requests()[RUN_POST] == 1
+    assert len(rw.remote("runs")) == 1
+    triggered = [m for _, reason, m in _events(rw, "crashy") if reason == "Triggered"]
+    assert len(triggered) == 1
+    assert "found after the answer to the run call was lost" in triggered[0]
+
+
+def test_ttl_deletes_the_finished_run(rw: RunWhenEnv) -> None:
+    rw.emulator.set_runs("completed", step_seconds=0.3)
+    rw.start_operator()
+    wf = _ready_workflow(rw)
+    rw.apply(
+        "WorkflowRun",
+        "short-lived",
+        {"workflowId": wf["status"]["id"], "workspaceName": "ops", "ttlSecondsAfterFinished": 4},
+    )
+    obj = rw.wait_condition("WorkflowRun", "short-lived", "Complete", "True", timeout=60)
+    completed = _time(obj["status"]["completedAt"])
+    assert obj["status"]["runSessionId"] == _sessions(rw, wf["status"]["id"])[0]["id"]
+    rw.wait_gone("WorkflowRun", "short-lived", timeout=30)
+    gone_after = (datetime.now(completed.tzinfo) - completed).total_seconds()
+    assert gone_after >= 3, f"deleted {gone_after:.1f}s after finishing, before its TTL"
+    assert rw.emulator.requests()[RUN_POST] == 1
+
+
+def test_two_replicas_deciding_on_the_same_version_run_once(rw: RunWhenEnv, control_plane: Cluster) -> None:
+    """A leader that took over with a cache lagging behind, or a former leader's pass still running:
+    both see no intent, and the intent write guarded by the resourceVersion lets only one trigger."""
+    with rw.emulator.client() as api:
+        assert api.post("workspaces/", json={"name": "solo"}).status_code == 201
+        created = api.post("workspaces/solo/workflows/", json={"name": "w", "definition": DEFINITION})
+        workflow_id = created.json()["id"]
+    rw.apply("WorkflowRun", "contested", {"workflowId": workflow_id, "workspaceName": "solo"})
+    seen_by_both = rw.get("WorkflowRun", "contested")
+    key = runtime.Key("WorkflowRun", rw.namespace, "contested")
+    cid = ("ClusterRunWhenConnection", "", "default")
+
+    async def replicas() -> tuple[runtime.Result, runtime.Result]:
+        registry = connections.Registry()
+        secret = {"username": rw.emulator.username, "password": rw.emulator.password}
+        await registry.ensure(cid, connections.Settings(url=rw.emulator.url, secret_data=secret))
+        assert (await registry.verify(cid)).ready
+        contexts = []
+        for _ in range(2):
+            ctx = context.Context(
+                controller=runtime.Controller(workers=1),
+                kube=kube.Kube(kube.load_configuration(str(control_plane.kubeconfig))),
+                registry=registry,
+                listings=listing.ListingCache(),
+            )
+            ctx.controller.store.put("WorkflowRun", seen_by_both)
+            contexts.append(ctx)
+        try:
+            first, second = (workflowrun.WorkflowRunReconciler(ctx) for ctx in contexts)
+            await first(key)  # writes the intent, triggers
+            outdated = await second(key)  # decided on the version before the intent
+            await second(key)  # now with the object as it is
+            return outdated, await second(key)
+        finally:
+            for ctx in contexts:
+                ctx.kube.close()
+            await registry.close()
+
+    outdated, following = asyncio.run(replicas())
+    assert outdated.after == 0.0
+    assert following.after is not None
+    assert rw.emulator.requests()[RUN_POST] == 1
+    sessions = _sessions(rw, workflow_id)
+    assert len(sessions) == 1, sessions
+    assert _status(rw, "contested")["runSessionId"] == sessions[0]["id"]
