@@ -33,8 +33,6 @@ pytestmark = pytest.mark.integration
 LEADER_LINE = "became the leader"
 LEASE_SECONDS = 15  # the operator's lease duration
 FAST = {"platform.runwhen.com/poll-interval": "2s"}  # the leader polls the Workspace every 2 s
-WORKSPACE_POST = "POST /api/v3/workspaces"
-WORKFLOW_POST = "POST /api/v3/workspaces/{workspace_name}/workflows"
 
 
 def _definition(slx: str) -> dict[str, Any]:
@@ -154,8 +152,8 @@ def test_one_leader_reconciles_and_a_standby_takes_over_after_a_crash(rw: RunWhe
     _wait_ready(rw, "workflows", first)
     _assert_one_remote_each(rw, first)
     counts = rw.emulator.requests()
-    assert counts[WORKSPACE_POST] == 1
-    assert counts[WORKFLOW_POST] == len(first)
+    assert counts[rw.op("workspace.create")] == 1
+    assert counts[rw.op("workflow.create")] == len(first)
     # the standby watched the same objects and did nothing with them
     assert _reconciles(leader) >= 1 + len(first)
     assert _reconciles(standby) == 0
@@ -182,8 +180,8 @@ def test_one_leader_reconciles_and_a_standby_takes_over_after_a_crash(rw: RunWhe
     _assert_one_remote_each(rw, first + more)
     counts = rw.emulator.requests()
     # the new leader re-checked everything it had cached and created only what was new
-    assert counts[WORKFLOW_POST] == len(more)
-    assert counts[WORKSPACE_POST] == 0
+    assert counts[rw.op("workflow.create")] == len(more)
+    assert counts[rw.op("workspace.create")] == 0
     assert _reconciles(standby) >= 1 + len(first + more)
 
 
@@ -215,7 +213,7 @@ def test_a_clean_shutdown_hands_the_lease_over_at_once(rw: RunWhenEnv) -> None:
     _apply_workflows(rw, more)
     _wait_ready(rw, "workflows", first + more)
     _assert_one_remote_each(rw, first + more)
-    assert rw.emulator.requests()[WORKFLOW_POST] == len(more)
+    assert rw.emulator.requests()[rw.op("workflow.create")] == len(more)
 
 
 def test_a_leader_frozen_past_its_lease_stops_as_it_resumes(rw: RunWhenEnv) -> None:
@@ -358,7 +356,7 @@ def test_a_leader_cut_off_from_the_api_server_stops_before_the_standby_starts(
         _apply_workflows(rw, ["wf-after"])
         _wait_ready(rw, "workflows", ["wf-after"])
         _assert_one_remote_each(rw, ["wf-after"])
-        assert rw.emulator.requests()[WORKFLOW_POST] == 1
+        assert rw.emulator.requests()[rw.op("workflow.create")] == 1
         # Until the cut it polled the Workspace every 2 s; since it stepped down it has not called
         # RunWhen once (over two such periods at least), although it can still reach it.
         time.sleep(max(0.0, seen["lost"] + 2 * 2 - (time.monotonic() - cut_at)))

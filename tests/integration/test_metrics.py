@@ -69,7 +69,7 @@ def test_metrics_after_a_workspace_with_an_issue_and_drift(rw: RunWhenEnv) -> No
     # An open critical issue and a degraded workspace, mirrored by the monitor.
     rw.emulator.open_issue("metered", "Pods crash-looping", 1, "k8s-health")
     rw.emulator.open_issue("metered", "Disk filling", 3, "disk")
-    rw.emulator.set_health("metered", status="degraded")
+    rw.emulator.set_runners("metered", [{"name": "loc-1", "health": "stale"}])
     wait_for(
         lambda: (
             (_status(rw, "metered").get("openIssues") or {}).get("count") == 2
@@ -80,8 +80,7 @@ def test_metrics_after_a_workspace_with_an_issue_and_drift(rw: RunWhenEnv) -> No
     )
 
     # Drift made behind the operator's back is corrected and counted.
-    with rw.emulator.client() as api:
-        assert api.patch("workspaces/metered", json={"displayName": "drifted"}).status_code == 200
+    rw.third_party.patch_workspace("metered", displayName="drifted")
     wait_for(lambda: (rw.remote_workspace("metered") or {}).get("displayName") == "Metered", 30, "drift fix")
 
     # Server errors on reads: the client retries, and says so.
@@ -122,13 +121,14 @@ def test_metrics_after_a_workspace_with_an_issue_and_drift(rw: RunWhenEnv) -> No
         inf = m.value("runwhen_operator_reconcile_duration_seconds_bucket", kind=kind, le="+Inf")
         assert inf == observed
 
-    # RunWhen requests by method, path template and status: one create, the lists, the PATCH.
-    create = "/api/v3/workspaces/"
+    # RunWhen requests by method, path template and status: one create, the lists, the PATCHes (the
+    # platform sets a new workspace's fields with a PATCH after the create, then one fixes the drift).
+    create = "/api/v3/workspaces"
     assert m.value("runwhen_operator_api_requests_total", method="POST", path=create, status="201") == 1
     assert m.total("runwhen_operator_api_requests_total", method="GET", path=create, status="200") >= 2
     patch = "/api/v3/workspaces/{workspace_name}"
-    assert m.total("runwhen_operator_api_requests_total", method="PATCH", path=patch, status="200") == 1
-    health = "/api/v3/workspaces/{workspace_name}/health"
+    assert m.total("runwhen_operator_api_requests_total", method="PATCH", path=patch, status="200") == 2
+    health = "/api/v3/workspaces/{workspace_name}/runners"
     assert m.total("runwhen_operator_api_requests_total", method="GET", path=health, status="200") >= 1
     # Every 5xx the emulator answered shows up as a status, and the retries name the status.
     errors_seen = sum(
