@@ -86,8 +86,7 @@ class Chaos:
         return sum(_ready(i) for kind in ("Workflow", "Persona") for i in self.items(kind))
 
     def remote_count(self) -> int:
-        state = self.emulator.state()
-        return len(state["workflows"]) + len(state["personas"])
+        return len(self.rw.remote("workflows")) + len(self.rw.remote("personas"))
 
     def requests(self) -> Counter[str]:
         return self.requests_before_restart + Counter(self.emulator.requests())
@@ -166,9 +165,8 @@ def test_sync_survives_faults_crashes_and_restarts(
     emulator.clear_faults()
 
     # Exactly one remote object per CR, and each CR records its id.
-    state = emulator.state()
     for kind, collection, prefix in (("Workflow", "workflows", "wf"), ("Persona", "personas", "p")):
-        remote = [o for o in state[collection] if o["workspace"] == WORKSPACE]
+        remote = rw.remote(collection, WORKSPACE)
         names = Counter(o["name"] for o in remote)
         duplicates = {name: count for name, count in names.items() if count > 1}
         assert not duplicates, f"duplicate remote {collection}: {duplicates}; {chaos.events}"
@@ -178,7 +176,7 @@ def test_sync_survives_faults_crashes_and_restarts(
             name = item["metadata"]["name"]
             assert item["status"]["id"] == ids[name], (name, item["status"], ids[name])
             assert not item["status"].get("createPending"), item["status"]
-    assert [w["name"] for w in state["workspaces"]] == [WORKSPACE]
+    assert [w["name"] for w in rw.remote("workspaces")] == [WORKSPACE]
 
     # Bounded work: linear in the number of objects, however the faults fell.
     total = sum(chaos.requests().values())
@@ -209,7 +207,6 @@ def test_sync_survives_faults_crashes_and_restarts(
     rw.delete("Workspace", WORKSPACE)
     rw.wait_gone("Workspace", WORKSPACE, timeout=120)
     emulator.clear_faults()
-    state = emulator.state()
-    assert state["workflows"] == [], state["workflows"]
-    assert state["personas"] == [], state["personas"]
-    assert state["workspaces"] == [], state["workspaces"]
+    assert rw.remote("workflows") == []
+    assert rw.remote("personas") == []
+    assert rw.remote("workspaces") == []
