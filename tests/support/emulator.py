@@ -40,7 +40,7 @@ __all__ = [
     "emulator_process",
 ]
 
-DEFAULT_DIALECT = "documented"
+DEFAULT_DIALECT = "platform"
 """The dialect of ``EmulatorProcess`` and the ``emulator_process`` fixture unless one is given."""
 CONTRACT_DIR_ENV = "RUNWHEN_CONTRACT_DIR"
 LISTENING_PREFIX = "runwhen-emulator listening on "
