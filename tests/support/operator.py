@@ -178,8 +178,12 @@ class RunWhenEnv:
     secret_name: str = "runwhen-credentials"
     operators: list[OperatorProcess] = field(default_factory=list)
 
-    def use_emulator(self, emulator: EmulatorProcess, *, token: bool = False) -> None:
-        """Point the `default` connection (and its Secret) at another emulator."""
+    def use_emulator(
+        self, emulator: EmulatorProcess, *, token: bool = False, api_dialect: str | None = None
+    ) -> None:
+        """Point the `default` connection (and its Secret) at another emulator; ``api_dialect``
+        (``"Auto"``, ``"Platform"``, ``"Documented"``) pins `spec.apiDialect`, omitted: the CRD's
+        default (Auto)."""
         self.emulator = emulator
         data = (
             {"token": emulator.api_token or "", "username": "", "password": ""}
@@ -187,14 +191,13 @@ class RunWhenEnv:
             else {"username": emulator.username, "password": emulator.password, "token": ""}
         )
         self.secret(self.secret_name, data)
-        self.apply(
-            "ClusterRunWhenConnection",
-            "default",
-            {
-                "url": emulator.url,
-                "credentialsSecretRef": {"name": self.secret_name, "namespace": self.namespace},
-            },
-        )
+        spec: dict[str, Any] = {
+            "url": emulator.url,
+            "credentialsSecretRef": {"name": self.secret_name, "namespace": self.namespace},
+        }
+        if api_dialect is not None:
+            spec["apiDialect"] = api_dialect
+        self.apply("ClusterRunWhenConnection", "default", spec)
 
     def start_operator(self, *args: str, **kwargs: Any) -> OperatorProcess:
         """An operator watching this test's namespace (objects of earlier tests stay untouched)."""
