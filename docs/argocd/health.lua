@@ -3,10 +3,10 @@
 --
 --   Healthy      Ready=True, observed at the object's current generation
 --   Degraded     Ready=False (or Synced=False) with a reason that needs a change to the object or
---                its credentials: InvalidSpec, AlreadyExists, Unauthorized
+--                its credentials: InvalidSpec, AlreadyExists, NameTaken, Unauthorized
 --   Suspended    reconciliation paused (annotation platform.runwhen.com/paused: "true")
 --   Progressing  anything else: not reconciled yet, waiting for a connection or a workspace, retrying
-local terminal = { InvalidSpec = true, AlreadyExists = true, Unauthorized = true }
+local terminal = { InvalidSpec = true, AlreadyExists = true, NameTaken = true, Unauthorized = true }
 
 local hs = { status = "Progressing", message = "Waiting for the operator" }
 

@@ -212,10 +212,10 @@ def test_operator_works_with_the_namespaced_rbac(
                 _wait("the Workspace to be Ready", lambda: _ready(get("workspaces", "demo")), log)
                 _wait("the Workflow to be Ready", lambda: _ready(get("workflows", "triage")), log)
                 _wait("the Persona to be Ready", lambda: _ready(get("personas", "eager-edgar")), log)
-                assert [p["name"] for p in emulator.state()["personas"]] == ["eager-edgar"]
+                assert [p["name"] for p in emulator.live("personas")] == ["eager-edgar"]
                 secret = _wait("the webhook Secret", lambda: _secret(core, watched, "triage-webhook"), log)
                 assert secret.data["token"]
-                assert [w["name"] for w in emulator.state()["workflows"]] == ["triage"]
+                assert [w["name"] for w in emulator.live("workflows")] == ["triage"]
                 # the operator wrote status and its finalizer only: no spec change (the generation
                 # would move), no annotations (a GitOps tool would see no diff either way)
                 for plural, name in (
@@ -232,11 +232,11 @@ def test_operator_works_with_the_namespaced_rbac(
                 custom.delete_namespaced_custom_object(GROUP, VERSION, watched, "workflows", "triage")
                 custom.delete_namespaced_custom_object(GROUP, VERSION, watched, "personas", "eager-edgar")
                 _wait("the children to be gone", lambda: not names("workflows") | names("personas"), log)
-                assert emulator.state()["workflows"] == []
-                assert emulator.state()["personas"] == []
+                assert emulator.live("workflows") == []
+                assert emulator.live("personas") == []
                 custom.delete_namespaced_custom_object(GROUP, VERSION, watched, "workspaces", "demo")
                 _wait("the Workspace to be gone", lambda: not names("workspaces"), log)
-                assert emulator.state()["workspaces"] == []
+                assert emulator.live("workspaces") == []
                 custom.delete_cluster_custom_object(GROUP, VERSION, "clusterrunwhenconnections", conn_name)
                 _wait(
                     "the connection to be gone",

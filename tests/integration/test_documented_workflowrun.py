@@ -34,6 +34,7 @@ def rw(rw: RunWhenEnv, emulator_factory: Any) -> RunWhenEnv:
     rw.use_emulator(emulator_factory(dialect="documented"))
     return rw
 
+
 RUN_POST = "POST /api/v3/workspaces/{workspace_name}/workflows/{workflow_id}/run"
 MARKER = "platform.runwhen.com/workflowrun-uid"
 DEFINITION = {"fromActivities": [{"name": "a", "actions": [{"tasks": {"slx": "s1"}}]}]}

@@ -337,6 +337,20 @@ class EmulatorProcess:
         data: dict[str, Any] = self._check(self._http.get("/_emulator/state")).json()
         return data
 
+    def live(self, collection: str) -> list[dict[str, Any]]:
+        """The live objects of ``collection`` in ``state()``, in the CRD's names whatever the dialect: a
+        platform workspace's ``alias`` also as ``displayName``, a workflow's or persona's short name as
+        ``name`` (the server's ``<ws>--<short>`` kept as ``serverName``); soft-deleted ones left out."""
+        state = self.state()
+        items = [dict(i) for i in state[collection] if not i.get("deletedAt")]
+        if state.get("dialect") == "platform":
+            for item in items:
+                if collection == "workspaces" and "alias" in item:
+                    item["displayName"] = item["alias"]
+                if collection in ("workflows", "personas") and item.get("shortName"):
+                    item["serverName"], item["name"] = item["name"], item["shortName"]
+        return items
+
     def requests(self) -> RequestCounts:
         """Request counters: ``{"METHOD /api/v3/template": count}``."""
         return RequestCounts(self.state()["requests"])

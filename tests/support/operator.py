@@ -308,17 +308,8 @@ class RunWhenEnv:
 
     # -- remote side -------------------------------------------------------------------------
     def remote(self, collection: str, workspace: str | None = None) -> list[dict[str, Any]]:
-        """The emulator's live objects of ``collection``, in the CRD's names whatever the dialect: a
-        platform workspace's ``alias`` also as ``displayName``, a workflow's or persona's short name as
-        ``name`` (the server's ``<ws>--<short>`` kept as ``serverName``); soft-deleted ones left out."""
-        state = self.emulator.state()
-        items = [dict(i) for i in state[collection] if not i.get("deletedAt")]
-        if state.get("dialect") == "platform":
-            for item in items:
-                if collection == "workspaces" and "alias" in item:
-                    item["displayName"] = item["alias"]
-                if collection in ("workflows", "personas") and item.get("shortName"):
-                    item["serverName"], item["name"] = item["name"], item["shortName"]
+        """The emulator's live objects of ``collection`` (``EmulatorProcess.live``), of one workspace."""
+        items = self.emulator.live(collection)
         if workspace is not None:
             items = [i for i in items if i.get("workspace") == workspace]
         return items
