@@ -368,3 +368,29 @@ async def test_issues_with_null_fields_and_closed_ones() -> None:
     api, _ = make(handler)
     issues = await api.open_issues("ws", max_severity=4)
     assert [(i.id, i.title, i.severity) for i in issues] == [(1, "Check pods", None), (3, "CPU", 1)]
+
+
+async def test_fields_the_document_would_refuse_are_refused_before_anything_is_sent() -> None:
+    api, rec = make(lambda request: json_response(500, {"detail": "must not be called"}))
+    with pytest.raises(errors.InvalidRequestError) as caught:
+        await api.new_workspace("ws", {"slxGroups": ["k8s-health"], "enabledLocations": [1]})
+    assert caught.value.field_errors == {
+        "slxGroups[0]": ["must be an object"],
+        "enabledLocations": ["must be a list of strings"],
+    }
+    assert rec.requests == []
+
+
+async def test_fields_refused_after_the_create_leave_the_workspace_ours() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return json_response(201, {"name": "ws", "repo_url": "", "status": "ready", "renamed_from": None})
+        detail = [{"loc": ["body", "enabled_locations", 0], "msg": "unknown location", "type": "value_error"}]
+        return json_response(422, {"detail": detail})
+
+    api, _ = make(handler)
+    with pytest.raises(errors.RejectedAfterCreateError) as caught:
+        await api.new_workspace("ws", {"enabledLocations": ["nowhere"]})
+    assert caught.value.external_id == "ws"
+    assert caught.value.field_errors == {"enabledLocations[0]": ["unknown location"]}
+    assert "enabledLocations[0]: unknown location" in str(caught.value)

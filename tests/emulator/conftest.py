@@ -3,42 +3,17 @@ platform dialect's): the shared emulator and the factory speak ``documented`` wh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.support.emulator import EmulatorProcess
+from tests.support.emulator import EmulatorProcess, dialect_fixtures
 
 DIALECT = "documented"
 
 
-@pytest.fixture(scope="session")
-def emulator_process() -> Iterator[EmulatorProcess]:
-    proc = EmulatorProcess(username="admin", password="admin", api_token="rw-test-token", dialect=DIALECT)
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.close()
-
-
-@pytest.fixture
-def emulator_factory() -> Iterator[Callable[..., EmulatorProcess]]:
-    started: list[EmulatorProcess] = []
-
-    def factory(**kwargs: Any) -> EmulatorProcess:
-        kwargs.setdefault("dialect", DIALECT)
-        proc = EmulatorProcess(**kwargs)
-        started.append(proc)
-        return proc.start()
-
-    try:
-        yield factory
-    finally:
-        for proc in started:
-            proc.close()
+emulator_process, emulator_factory = dialect_fixtures(DIALECT)
 
 
 @pytest.fixture

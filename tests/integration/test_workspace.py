@@ -194,9 +194,9 @@ def test_idle_resync_writes_nothing(rw: RunWhenEnv) -> None:
     message = rw.condition("Workspace", "bad-groups", "Synced")["message"]
     assert "slxGroups[0]" in message, message
     assert rw.condition("Workspace", "bad-groups")["reason"] == "InvalidSpec"
-    # The platform creates a workspace by name, then sets its fields: the workspace exists and is
-    # this resource's, only its fields were refused.
-    assert bad["status"]["remoteName"] == "bad-groups"
+    # Refused before anything was sent: no workspace was created.
+    assert "remoteName" not in bad["status"]
+    assert rw.remote_workspace("bad-groups") is None
     time.sleep(3)  # let the first monitor passes settle
     before = rw.k8s_resource_versions("Workspace")
     rw.emulator.reset_requests()

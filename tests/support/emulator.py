@@ -35,6 +35,7 @@ __all__ = [
     "EmulatorError",
     "EmulatorProcess",
     "RequestCounts",
+    "dialect_fixtures",
     "emulator",
     "emulator_factory",
     "emulator_process",
@@ -443,14 +444,40 @@ class EmulatorProcess:
 # --- fixtures -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def emulator_process() -> Iterator[EmulatorProcess]:
-    proc = EmulatorProcess(username="admin", password="admin", api_token="rw-test-token")
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.close()
+def dialect_fixtures(dialect: str | None = None) -> tuple[Any, Any]:
+    """The ``emulator_process`` (session) and ``emulator_factory`` fixtures speaking ``dialect``
+    (default: :data:`DEFAULT_DIALECT`). A conftest pins a directory's dialect with
+    ``emulator_process, emulator_factory = dialect_fixtures("documented")``."""
+
+    @pytest.fixture(scope="session")
+    def emulator_process() -> Iterator[EmulatorProcess]:
+        proc = EmulatorProcess(username="admin", password="admin", api_token="rw-test-token", dialect=dialect)
+        proc.start()
+        try:
+            yield proc
+        finally:
+            proc.close()
+
+    @pytest.fixture
+    def emulator_factory() -> Iterator[Callable[..., EmulatorProcess]]:
+        started: list[EmulatorProcess] = []
+
+        def factory(**kwargs: Any) -> EmulatorProcess:
+            kwargs.setdefault("dialect", dialect)
+            proc = EmulatorProcess(**kwargs)
+            started.append(proc)
+            return proc.start()
+
+        try:
+            yield factory
+        finally:
+            for proc in started:
+                proc.close()
+
+    return emulator_process, emulator_factory
+
+
+emulator_process, emulator_factory = dialect_fixtures()
 
 
 @pytest.fixture
@@ -460,19 +487,3 @@ def emulator(emulator_process: EmulatorProcess) -> EmulatorProcess:
     emulator_process.reset()
     emulator_process.clear_faults()
     return emulator_process
-
-
-@pytest.fixture
-def emulator_factory() -> Iterator[Callable[..., EmulatorProcess]]:
-    started: list[EmulatorProcess] = []
-
-    def factory(**kwargs: Any) -> EmulatorProcess:
-        proc = EmulatorProcess(**kwargs)
-        started.append(proc)
-        return proc.start()
-
-    try:
-        yield factory
-    finally:
-        for proc in started:
-            proc.close()

@@ -171,6 +171,34 @@ def _as_group_list(value: Any) -> Any:
     return value
 
 
+def _check_workspace_fields(body: Mapping[str, Any]) -> None:
+    """What the document's WorkspaceUpdate says of the writable fields, checked before a request is
+    sent (a value the server would refuse with a 422 is refused here, naming the spec's field)."""
+    problems: dict[str, list[str]] = {}
+    for key in ("configProvided", "slxGroups"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list):
+            problems[key] = ["must be a map or a list of objects"]
+            continue
+        for index, item in enumerate(value):
+            if not isinstance(item, Mapping):
+                problems[f"{key}[{index}]"] = ["must be an object"]
+    locations = body.get("enabledLocations")
+    if locations is not None and (
+        not isinstance(locations, list) or not all(isinstance(i, str) for i in locations)
+    ):
+        problems["enabledLocations"] = ["must be a list of strings"]
+    if "displayName" in body and not isinstance(body["displayName"], str):
+        problems["displayName"] = ["must be a string"]
+    if problems:
+        text = "; ".join(f"{k}: {' '.join(v)}" for k, v in problems.items())
+        raise errors.InvalidRequestError(
+            f"the platform API would refuse the workspace: {text}", status_code=None, field_errors=problems
+        )
+
+
 def _in_crd_names(exc: errors.InvalidRequestError) -> errors.InvalidRequestError:
     """A PATCH rejection with the fields named as the spec names them (``slx_groups[0]`` ->
     ``slxGroups[0]``), so the condition points at what the user wrote."""
@@ -261,6 +289,7 @@ class PlatformApi:
         return self._workspace_item(wire)
 
     async def new_workspace(self, name: str, body: Mapping[str, Any]) -> dialect.Item:
+        _check_workspace_fields(self.workspace_body(body))  # before anything is created
         created = await self._rw.call(WorkspaceCreated, "POST", WORKSPACES, {}, body={"name": name})
         if created.name != name or created.renamed_from:
             message = (
@@ -291,7 +320,9 @@ class PlatformApi:
 
     async def change_workspace(self, name: str, changes: Mapping[str, Any]) -> dialect.Item:
         body = {}
-        for key, value in self.workspace_body(changes).items():
+        canonical = self.workspace_body(changes)
+        _check_workspace_fields(canonical)
+        for key, value in canonical.items():
             if key not in WORKSPACE_PATCH_KEYS:
                 raise ValueError(f"workspace field {key!r} cannot be written on this server")
             body[WORKSPACE_PATCH_KEYS[key]] = value
