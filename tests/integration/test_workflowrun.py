@@ -5,7 +5,6 @@ documented dialect's runs: test_documented_workflowrun.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
 import sys
@@ -17,10 +16,9 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from runwhen_operator.handlers import context, kube, runtime, workflowrun
-from runwhen_operator.reconcile import connections, listing
 from tests.support.controlplane import Cluster
 from tests.support.operator import RunWhenEnv, wait_for
+from tests.support.replicas import two_replicas_on_one_version
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
 import testenv
@@ -230,36 +228,7 @@ def test_two_replicas_deciding_on_the_same_version_run_once(rw: RunWhenEnv, cont
     rw.apply("WorkflowRun", "contested", {"workflowName": "w", "workspaceName": "solo"})
     seen_by_both = rw.get("WorkflowRun", "contested")
     uid = seen_by_both["metadata"]["uid"]
-    key = runtime.Key("WorkflowRun", rw.namespace, "contested")
-    cid = ("ClusterRunWhenConnection", "", "default")
-
-    async def replicas() -> tuple[runtime.Result, runtime.Result]:
-        registry = connections.Registry()
-        secret = {"username": rw.emulator.username, "password": rw.emulator.password}
-        await registry.ensure(cid, connections.Settings(url=rw.emulator.url, secret_data=secret))
-        assert (await registry.verify(cid)).ready
-        contexts = []
-        for _ in range(2):
-            ctx = context.Context(
-                controller=runtime.Controller(workers=1),
-                kube=kube.Kube(kube.load_configuration(str(control_plane.kubeconfig))),
-                registry=registry,
-                listings=listing.ListingCache(),
-            )
-            ctx.controller.store.put("WorkflowRun", seen_by_both)
-            contexts.append(ctx)
-        try:
-            first, second = (workflowrun.WorkflowRunReconciler(ctx) for ctx in contexts)
-            await first(key)  # writes the intent, starts the run
-            outdated = await second(key)  # decided on the version before the intent
-            await second(key)  # now with the object as it is
-            return outdated, await second(key)
-        finally:
-            for ctx in contexts:
-                ctx.kube.close()
-            await registry.close()
-
-    outdated, following = asyncio.run(replicas())
+    outdated, following = two_replicas_on_one_version(rw, control_plane, seen_by_both)
     assert outdated.after == 0.0
     assert following.after is not None
     assert rw.emulator.requests()[RUN_POST] == 1

@@ -11,6 +11,7 @@ from typing import Any
 from runwhen_operator.api import common
 from runwhen_operator.handlers import kube, runtime
 from runwhen_operator.reconcile import connections, listing
+from runwhen_operator.runwhen import models
 
 log = logging.getLogger("runwhen_operator")
 
@@ -69,17 +70,8 @@ def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_time(value: Any) -> datetime | None:
-    """A datetime or RFC 3339 text as an aware datetime (naive ones taken as UTC); None if unreadable."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+#: Times read from statuses and servers (the one parser).
+parse_time = models.parse_time
 
 
 def format_time(value: Any) -> str | None:

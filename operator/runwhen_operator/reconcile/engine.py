@@ -200,13 +200,7 @@ async def _finalize(request: Request[D], external: External[D], what: str) -> Ou
         )
     if request.external_id is None and not request.create_pending and not external.idempotent_create:
         # Never created or adopted by this object: there is nothing of ours to delete.
-        return Outcome(
-            action=Action.NONE,
-            ready=ConditionState("False", REASON_DELETING, f"nothing to delete for {what}"),
-            synced=_SYNCED,
-            finalized=True,
-            requeue=Requeue.NEVER,
-        )
+        return _nothing_to_delete(what)
     observation = await external.observe(
         request.desired,
         request.external_id,
@@ -215,13 +209,7 @@ async def _finalize(request: Request[D], external: External[D], what: str) -> Ou
     events: list[Event] = []
     foreign = request.external_id is None and not request.create_pending
     if observation.exists and foreign and not _created_by_us(request, observation):
-        return Outcome(
-            action=Action.NONE,
-            ready=ConditionState("False", REASON_DELETING, f"nothing to delete for {what}"),
-            synced=_SYNCED,
-            finalized=True,
-            requeue=Requeue.NEVER,
-        )
+        return _nothing_to_delete(what)
     if observation.exists:
         with contextlib.suppress(errors.NotFoundError):
             await external.delete(request.desired, observation)
@@ -321,6 +309,16 @@ async def _create(
         remote=created.remote,
         create_pending=False,
         events=[Event("Normal", reason, f"{verb} {what} in RunWhen")],
+    )
+
+
+def _nothing_to_delete(what: str) -> Outcome:
+    return Outcome(
+        action=Action.NONE,
+        ready=ConditionState("False", REASON_DELETING, f"nothing to delete for {what}"),
+        synced=_SYNCED,
+        finalized=True,
+        requeue=Requeue.NEVER,
     )
 
 

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from runwhen_operator.reconcile import diff, engine, listing
-from runwhen_operator.runwhen import dialect, errors
+from runwhen_operator.runwhen import dialect, errors, models
 
 Item = dict[str, Any]
 
@@ -65,16 +64,6 @@ class WorkspaceDesired:
 
 WORKSPACE_SET_KEYS = frozenset({"enabledLocations"})
 WORKSPACE_EXACT_KEYS = frozenset({"configProvided", "slxGroups"})
-
-
-def _created_at(item: Item) -> datetime | None:
-    value = item.get("createdAt")
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 class WorkspaceExternal:
@@ -171,7 +160,7 @@ class ChildExternal:
             up_to_date=not drift,
             diff=drift,
             external_id=remote.get("id"),
-            created_at=_created_at(remote),
+            created_at=models.parse_time(remote.get("createdAt")),
         )
 
     async def observe(

@@ -183,6 +183,21 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _validated(model: type[M], data: Any, what: str, status_code: int) -> M:
+    """``data`` as a ``model``, or ``UnexpectedResponseError("<what> <Model> (N problem(s) at ...)")``
+    naming only the locations: the input values may hold secrets (a webhook token)."""
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        locations = ", ".join(
+            ".".join(str(part) for part in error["loc"]) or "(root)" for error in exc.errors()[:5]
+        )
+        raise errors.UnexpectedResponseError(
+            f"{what} {model.__name__} ({exc.error_count()} problem(s) at {locations})",
+            status_code=status_code,
+        ) from None
+
+
 class RunWhenClient:
     """An async transport to one RunWhen API server.
 
@@ -342,18 +357,7 @@ class RunWhenClient:
                 f"{where} answered {response.status_code} with a body that is not JSON",
                 status_code=response.status_code,
             ) from None
-        try:
-            return model.model_validate(data)
-        except pydantic.ValidationError as exc:
-            # Only the locations: the input values may hold secrets (a webhook token).
-            locations = ", ".join(
-                ".".join(str(part) for part in error["loc"]) or "(root)" for error in exc.errors()[:5]
-            )
-            raise errors.UnexpectedResponseError(
-                f"{where} answered an invalid {model.__name__} ({exc.error_count()} problem(s) at "
-                f"{locations})",
-                status_code=response.status_code,
-            ) from None
+        return _validated(model, data, f"{where} answered an invalid", response.status_code)
 
     async def paginate(
         self,
@@ -372,14 +376,9 @@ class RunWhenClient:
             response = await self._send("GET", template, url, params=query)
             page = self.parse(models.Page, response)
             for item in page.results:
-                try:
-                    yield model.model_validate(item)
-                except pydantic.ValidationError as exc:
-                    raise errors.UnexpectedResponseError(
-                        f"GET {template}: the server listed an invalid {model.__name__} "
-                        f"({exc.error_count()} problem(s))",
-                        status_code=response.status_code,
-                    ) from None
+                yield _validated(
+                    model, item, f"GET {template}: the server listed an invalid", response.status_code
+                )
             if not page.next:
                 return
             next_url = self._check_next(template, page.next)
@@ -416,17 +415,9 @@ class RunWhenClient:
             response = await self._send("GET", template, url, params=query)
             page = self.parse(models.Page, response)
             for item in page.results:
-                try:
-                    yield model.model_validate(item)
-                except pydantic.ValidationError as exc:
-                    locations = ", ".join(
-                        ".".join(str(part) for part in error["loc"]) or "(root)" for error in exc.errors()[:5]
-                    )
-                    raise errors.UnexpectedResponseError(
-                        f"GET {template}: the server listed an invalid {model.__name__} "
-                        f"({exc.error_count()} problem(s) at {locations})",
-                        status_code=response.status_code,
-                    ) from None
+                yield _validated(
+                    model, item, f"GET {template}: the server listed an invalid", response.status_code
+                )
             read += len(page.results)
             # A server may cap the page size below what was asked: only an empty page, the count
             # reached, or (without a count) a short page ends the listing.

@@ -28,6 +28,7 @@ __all__ = [
     "PERSONA",
     "WORKFLOW",
     "Api",
+    "Base",
     "ChildKind",
     "Dialect",
     "Item",
@@ -175,6 +176,34 @@ class Api(Protocol):
     async def find_run(self, target: WorkflowTarget, marker: str, since: datetime) -> RunState | None: ...
 
     async def get_run(self, target: WorkflowTarget, session_id: int) -> RunState: ...
+
+
+class Base:
+    """What every dialect's ``Api`` shares: the transport it runs over, its lifecycle, ``verify``."""
+
+    def __init__(self, rw: client.RunWhenClient) -> None:
+        self._rw = rw
+
+    @property
+    def client(self) -> client.RunWhenClient:
+        return self._rw
+
+    async def probe(self) -> None:
+        raise NotImplementedError
+
+    async def verify(self) -> None:
+        """Log in (password credentials) and make the dialect's one authenticated request."""
+        await self._rw.login()
+        await self.probe()
+
+    async def aclose(self) -> None:
+        await self._rw.aclose()
+
+    async def __aenter__(self) -> Base:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def not_supported(exc: errors.RunWhenError) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import date, datetime
 from typing import Any, Final
 
-from runwhen_operator.runwhen import client, dialect, errors, models
+from runwhen_operator.runwhen import dialect, errors, models
 
 __all__ = ["DocumentedApi"]
 
@@ -59,37 +59,16 @@ async def _collect(items: AsyncIterator[Any]) -> list[dialect.Item]:
     return [item.wire() async for item in items]
 
 
-class DocumentedApi:
+class DocumentedApi(dialect.Base):
     """The documented dialect over one transport."""
 
     api_dialect = dialect.Dialect.DOCUMENTED
     child_key = "id"
     idempotent_child_create = False
 
-    def __init__(self, rw: client.RunWhenClient) -> None:
-        self._rw = rw
-
-    @property
-    def client(self) -> client.RunWhenClient:
-        return self._rw
-
     async def probe(self) -> None:
         """One cheap authenticated request (proves a token)."""
         await self._rw.request("GET", WORKSPACES, {}, params={"page-size": "1"})
-
-    async def verify(self) -> None:
-        """Log in (password credentials) and make one authenticated request."""
-        await self._rw.login()
-        await self.probe()
-
-    async def aclose(self) -> None:
-        await self._rw.aclose()
-
-    async def __aenter__(self) -> DocumentedApi:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # --- workspaces ----------------------------------------------------------------------------
 
@@ -318,19 +297,10 @@ class DocumentedApi:
             phase=phase,
             message=f"run session {session.id} {raw or 'has no status'}",
             queued_at=session.created_at,
-            started_at=_parse_time(wire.get("startedAt"))
+            started_at=models.parse_time(wire.get("startedAt"))
             or (session.updated_at if phase != "Queued" else None),
-            completed_at=_parse_time(wire.get("completedAt")) or session.updated_at,
+            completed_at=models.parse_time(wire.get("completedAt")) or session.updated_at,
         )
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _wf(workspace_name: str, workflow_id: int) -> dict[str, str | int]:

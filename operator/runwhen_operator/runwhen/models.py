@@ -7,7 +7,7 @@ fields survive a read-modify-write. Request bodies are plain camelCase mappings 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -31,7 +31,22 @@ __all__ = [
     "Workspace",
     "WorkspaceHealth",
     "WorkspaceStatus",
+    "parse_time",
 ]
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A datetime or ISO 8601 text (``Z`` or an offset) as an aware datetime, naive ones taken as UTC;
+    None when empty or unreadable. The one parser of times read from servers and from statuses."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class WireModel(BaseModel):

@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from runwhen_operator.runwhen import client, dialect, errors, models
+from runwhen_operator.runwhen import dialect, errors, models
 
 __all__ = ["PlatformApi", "run_session_name"]
 
@@ -227,38 +227,18 @@ def _titles(text: str | None) -> list[str]:
     return [t for t in (text or "").split("||") if t.strip()]
 
 
-class PlatformApi:
+class PlatformApi(dialect.Base):
     """The platform dialect over one transport."""
 
     api_dialect = dialect.Dialect.PLATFORM
     child_key = "name"
     idempotent_child_create = True
 
-    def __init__(self, rw: client.RunWhenClient) -> None:
-        self._rw = rw
-
-    @property
-    def client(self) -> client.RunWhenClient:
-        return self._rw
-
     async def probe(self) -> None:
         """``GET /api/v3/workspaces?limit=1``: 200 with a list only on a platform server (a documented
         one redirects to the slashed path or answers 404)."""
         response = await self._rw.request("GET", WORKSPACES, {}, params={"limit": "1"})
         self._rw.parse(models.Page, response)
-
-    async def verify(self) -> None:
-        await self._rw.login()
-        await self.probe()
-
-    async def aclose(self) -> None:
-        await self._rw.aclose()
-
-    async def __aenter__(self) -> PlatformApi:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # --- workspaces ----------------------------------------------------------------------------
 

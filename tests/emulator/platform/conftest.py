@@ -5,7 +5,7 @@ packaged OpenAPI document (``papi.json``) where it has the operation."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,37 +14,13 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.support.emulator import EmulatorProcess
+from tests.support.emulator import EmulatorProcess, dialect_fixtures
 
 DIALECT = "platform"
 DOCUMENT = Path(__file__).parents[3] / "operator" / "runwhen_operator" / "emulator" / "papi.json"
 
 
-@pytest.fixture(scope="session")
-def emulator_process() -> Iterator[EmulatorProcess]:
-    proc = EmulatorProcess(username="admin", password="admin", api_token="rw-test-token", dialect=DIALECT)
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.close()
-
-
-@pytest.fixture
-def emulator_factory() -> Iterator[Callable[..., EmulatorProcess]]:
-    started: list[EmulatorProcess] = []
-
-    def factory(**kwargs: Any) -> EmulatorProcess:
-        kwargs.setdefault("dialect", DIALECT)
-        proc = EmulatorProcess(**kwargs)
-        started.append(proc)
-        return proc.start()
-
-    try:
-        yield factory
-    finally:
-        for proc in started:
-            proc.close()
+emulator_process, emulator_factory = dialect_fixtures(DIALECT)
 
 
 def api_client(emulator: EmulatorProcess) -> httpx.Client:

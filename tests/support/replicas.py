@@ -1,0 +1,49 @@
+"""Two WorkflowRun reconcilers deciding on the same cached version of one object, as a newly elected
+leader whose cache lags behind and a former leader's pass still running would."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from runwhen_operator.handlers import context, kube, runtime, workflowrun
+from runwhen_operator.reconcile import connections, listing
+from tests.support.controlplane import Cluster
+from tests.support.operator import RunWhenEnv
+
+
+def two_replicas_on_one_version(
+    rw: RunWhenEnv, control_plane: Cluster, seen_by_both: dict[str, Any]
+) -> tuple[runtime.Result, runtime.Result]:
+    """Run the first replica's pass, then the second's three times (on the outdated version, then on
+    the object as it is); returns the second's first and last results."""
+    key = runtime.Key("WorkflowRun", rw.namespace, seen_by_both["metadata"]["name"])
+    cid = ("ClusterRunWhenConnection", "", "default")
+
+    async def replicas() -> tuple[runtime.Result, runtime.Result]:
+        registry = connections.Registry()
+        secret = {"username": rw.emulator.username, "password": rw.emulator.password}
+        await registry.ensure(cid, connections.Settings(url=rw.emulator.url, secret_data=secret))
+        assert (await registry.verify(cid)).ready
+        contexts = []
+        for _ in range(2):
+            ctx = context.Context(
+                controller=runtime.Controller(workers=1),
+                kube=kube.Kube(kube.load_configuration(str(control_plane.kubeconfig))),
+                registry=registry,
+                listings=listing.ListingCache(),
+            )
+            ctx.controller.store.put("WorkflowRun", seen_by_both)
+            contexts.append(ctx)
+        try:
+            first, second = (workflowrun.WorkflowRunReconciler(ctx) for ctx in contexts)
+            await first(key)  # writes the intent, starts the run
+            outdated = await second(key)  # decided on the version before the intent
+            await second(key)  # now with the object as it is
+            return outdated, await second(key)
+        finally:
+            for ctx in contexts:
+                ctx.kube.close()
+            await registry.close()
+
+    return asyncio.run(replicas())
