@@ -305,7 +305,8 @@ async def test_a_run_is_a_named_session_of_the_workflow_tasks_and_is_found_again
         )
 
     api, _ = make(handler)
-    target = dialect.WorkflowTarget("ws", None, "triage")
+    target = await api.resolve_workflow(dialect.WorkflowTarget("ws", None, "triage"))
+    assert (target.id, target.definition) == (4, definition)
     state = await api.start_run(target, "u1", {"alert": "x"})
     assert state.session_id == 9
     sent = created[0]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -88,6 +88,8 @@ class WorkflowTarget:
     workspace: str
     id: int | None = None
     name: str | None = None
+    #: the workflow's definition as the server has it, where the dialect needs it to start a run
+    definition: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,8 @@ class Api(Protocol):
 
     # runs
     async def resolve_workflow(self, target: WorkflowTarget) -> WorkflowTarget:
-        """The target with what this dialect addresses the workflow by filled in."""
+        """The target with what this dialect needs to start a run filled in (read before the intent
+        is recorded, so that a failure here proves no run was started)."""
         ...
 
     async def start_run(

@@ -460,21 +460,33 @@ class PlatformApi(dialect.Base):
     # --- runs ----------------------------------------------------------------------------------
 
     async def resolve_workflow(self, target: dialect.WorkflowTarget) -> dialect.WorkflowTarget:
+        """The workflow as the server has it (a run is made of its tasks), found by short name, or by
+        id in the workspace's listing."""
         if target.name:
-            return target
-        for item in await self.child_listing(dialect.WORKFLOW, target.workspace):
-            if item.get("id") == target.id:
-                return dialect.WorkflowTarget(target.workspace, target.id, str(item["name"]))
-        raise errors.NotFoundError(f"workflow {target.id} not found in workspace {target.workspace!r}")
+            item = await self.get_child(dialect.WORKFLOW, target.workspace, target.name)
+        else:
+            found = [
+                i
+                for i in await self.child_listing(dialect.WORKFLOW, target.workspace)
+                if i.get("id") == target.id
+            ]
+            if not found:
+                raise errors.NotFoundError(
+                    f"workflow {target.id} not found in workspace {target.workspace!r}"
+                )
+            item = found[0]
+        return dialect.WorkflowTarget(
+            target.workspace, item.get("id"), str(item["name"]), definition=item.get("definition") or {}
+        )
 
     async def start_run(
         self, target: dialect.WorkflowTarget, marker: str, context: Mapping[str, Any] | None
     ) -> dialect.RunState:
         """A run session with the workflow's tasks as run requests, named after the WorkflowRun and
         never merged into another session."""
-        assert target.name, "resolve_workflow first"
-        workflow = await self.get_child(dialect.WORKFLOW, target.workspace, target.name)
-        requests, persona = _run_requests(target.workspace, workflow.get("definition") or {})
+        if target.name is None or target.definition is None:
+            raise ValueError("resolve_workflow first: the run is made of the workflow's tasks")
+        requests, persona = _run_requests(target.workspace, target.definition)
         if not requests:
             raise errors.InvalidRequestError(
                 f'workflow "{target.name}" has no tasks to run (definition.fromActivities[].actions[].tasks)',
