@@ -6,8 +6,8 @@ least as far as RunWhen's own client can tell. Each test calls tools and checks 
 state through the API.
 
 runwhen-platform-mcp needs fastmcp, whose dependency tree is not the operator's; so it is installed from
-PyPI into its own virtual environment, ``.testenv/mcp-venv/`` (created on first use, then reused while
-MCP_PACKAGE is unchanged), and the tools are called in a subprocess (tests/contract/mcp_driver.py).
+PyPI into its own virtual environment, ``~/.cache/runwhen-operator/mcp-venv-<version>/`` (created on
+first use, then reused), and the tools are called in a subprocess (tests/contract/mcp_driver.py).
 """
 
 from __future__ import annotations
@@ -30,7 +30,10 @@ from tests.support.emulator import EmulatorProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 MCP_PACKAGE = "runwhen-platform-mcp==2026.8.14.2"
-VENV = ROOT / ".testenv" / "mcp-venv"
+# Cached beside the control-plane binaries (RUNWHEN_CACHE_DIR, as hack/testenv.py reads it), so a
+# fresh clone on the same machine does not install it again.
+CACHE = Path(os.environ.get("RUNWHEN_CACHE_DIR", Path.home() / ".cache" / "runwhen-operator"))
+VENV = CACHE / ("mcp-venv-" + MCP_PACKAGE.rsplit("==", 1)[1])
 DRIVER = Path(__file__).with_name("mcp_driver.py")
 WS = "demo"
 
