@@ -1,7 +1,9 @@
-"""RunWhen API emulator throughput over real loopback HTTP.
+"""RunWhen API emulator throughput over real loopback HTTP, in each dialect.
 
-Starts ``python -m runwhen_operator.emulator`` as a subprocess, then drives it with httpx at a fixed
-concurrency for a bounded time: first GETs of one workspace, then POSTs creating workflows. Prints and
+Starts ``python -m runwhen_operator.emulator --dialect D`` as a subprocess, then drives it with httpx
+at a fixed concurrency for a bounded time: first GETs of one workspace, then POSTs creating workflows
+(documented: ``POST .../workflows/``; platform: ``POST .../workflows/sync-typed`` with a new name
+each time, so every one is a create). Prints and
 returns requests per second, p50/p99 latency and the server's CPU time per request for each. Client
 and server share the machine, so requests per second is a floor for the server alone; the CPU time per
 request is the better measure of the server's own cost.
@@ -10,6 +12,7 @@ request is the better measure of the server's own cost.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import statistics
 import tempfile
@@ -26,13 +29,28 @@ from bench import harness
 CONCURRENCY = 16
 DURATION_SECONDS = 5.0
 TOKEN = harness.TOKEN
-WORKFLOW = {
-    "name": "bench",
-    "definition": {
-        "fromActivities": [
-            {"name": "a", "actions": [{"tasks": {"slx": "s", "titles": ["t"], "sessionTTL": "20m"}}]},
-        ]
-    },
+DEFINITION = {
+    "fromActivities": [
+        {"name": "a", "actions": [{"tasks": {"slx": "s", "titles": ["t"], "sessionTTL": "20m"}}]},
+    ]
+}
+#: Per dialect: (workspace create: path and body, the workspace's path, workflow create: path and the
+#: body of the i-th one).
+CALLS: dict[str, tuple[str, dict[str, Any], str, str, Callable[[int], dict[str, Any]]]] = {
+    "documented": (
+        "/api/v3/workspaces/",
+        {"name": "bench", "displayName": "Bench"},
+        "/api/v3/workspaces/bench",
+        "/api/v3/workspaces/bench/workflows/",
+        lambda i: {"name": "bench", "definition": DEFINITION},
+    ),
+    "platform": (
+        "/api/v3/workspaces",
+        {"name": "bench"},
+        "/api/v3/workspaces/bench",
+        "/api/v4/workspaces/bench/workflows/sync-typed",
+        lambda i: {"payload": {"name": f"bench--wf-{i}", "definition": DEFINITION}},
+    ),
 }
 
 Request = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
@@ -79,20 +97,22 @@ async def _load(
     }
 
 
-async def _run(url: str, server: psutil.Process, duration: float, concurrency: int) -> dict[str, Any]:
+async def _run(
+    url: str, dialect: str, server: psutil.Process, duration: float, concurrency: int
+) -> dict[str, Any]:
+    ws_path, ws_body, get_path, post_path, post_body = CALLS[dialect]
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with httpx.AsyncClient(
-        base_url=url + "/api/v3/", headers=headers, limits=limits, timeout=30
-    ) as client:
-        created = await client.post("workspaces/", json={"name": "bench", "displayName": "Bench"})
+    counter = itertools.count()
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
+        created = await client.post(ws_path, json=ws_body)
         created.raise_for_status()
 
         async def get(c: httpx.AsyncClient) -> httpx.Response:
-            return await c.get("workspaces/bench")
+            return await c.get(get_path)
 
         async def post(c: httpx.AsyncClient) -> httpx.Response:
-            return await c.post("workspaces/bench/workflows/", json=WORKFLOW)
+            return await c.post(post_path, json=post_body(next(counter)))
 
         for _ in range(50):  # warm up connections and code paths
             await get(client)
@@ -102,21 +122,26 @@ async def _run(url: str, server: psutil.Process, duration: float, concurrency: i
         }
 
 
-def main(duration: float = DURATION_SECONDS, concurrency: int = CONCURRENCY) -> dict[str, Any]:
+def main(
+    dialect: str = "platform", duration: float = DURATION_SECONDS, concurrency: int = CONCURRENCY
+) -> dict[str, Any]:
     """Measure; print one line per phase; return ``{"get": {...}, "post": {...}, ...}``."""
     with tempfile.TemporaryDirectory() as tmp:
-        emulator = harness.Emulator(Path(tmp) / "emulator.log").start()
+        emulator = harness.Emulator(Path(tmp) / "emulator.log", dialect).start()
         try:
-            results = asyncio.run(_run(emulator.url, psutil.Process(emulator.pid), duration, concurrency))
+            results = asyncio.run(
+                _run(emulator.url, dialect, psutil.Process(emulator.pid), duration, concurrency)
+            )
         finally:
             emulator.stop()
+    results["dialect"] = dialect
     results["concurrency"] = concurrency
     results["cpus"] = os.cpu_count()
     results["load_average_1m"] = round(os.getloadavg()[0], 2)
     for phase in ("get", "post"):
         r = results[phase]
         print(
-            f"emulator {phase.upper():4} c={concurrency}: {r['requests_per_second']:8.1f} req/s  "
+            f"emulator {dialect} {phase.upper():4} c={concurrency}: {r['requests_per_second']:8.1f} req/s  "
             f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
             f"server CPU {r['server_cpu_ms_per_request']:.3f} ms/req  "
             f"({r['requests']} requests, {r['errors']} errors)",

@@ -1,5 +1,8 @@
 """The operator end to end: initial sync, the direct-script baseline, steady state, a restart.
 
+Everything runs in one dialect of the RunWhen API at a time: the emulator speaks it (`--dialect`)
+and the bench connection pins it (`spec.apiDialect`), so no dialect probe is in the counts.
+
 For each size N (Workflows + Personas, half each, spread over 10 to 50 Workspaces) on a fresh
 control plane and emulator:
 
@@ -16,6 +19,7 @@ with how far it got.
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -42,6 +46,7 @@ from bench.harness import (
     count_events,
     dump,
     log,
+    machine_busy_seconds,
     parse_time,
 )
 
@@ -54,6 +59,7 @@ STEADY_N = 1_000
 STEADY_POLL = "10s"
 STEADY_WINDOW = 60.0
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+KIND_COLLECTIONS = (("Workspace", "workspaces"), ("Workflow", "workflows"), ("Persona", "personas"))
 
 
 def workspaces_for(n: int) -> int:
@@ -172,51 +178,84 @@ def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
+#: The last path segment of the templates that list a collection, in both dialects: documented
+#: `/api/v3/workspaces/`, `/api/v3/workspaces/{ws}/workflows/` (counted without the trailing slash),
+#: platform `/api/v3/workspaces`, `/api/v4/workspaces/{ws}/workflows`, `/api/v4/.../personas`.
+LIST_SEGMENTS = ("workspaces", "workflows", "personas")
+#: The workspace health mirror: documented `health`, `status`, `issues`; platform `status`,
+#: `runners`, `issues`.
+MONITOR_SEGMENTS = ("health", "status", "runners", "issues")
+#: Logins (`/api/v3/token/`, `/api/v3/token/refresh/`): neither reads nor writes of objects.
+LOGIN_SEGMENTS = ("token", "refresh")
+
+
+def classify(key: str) -> str:
+    """A request counter key (`METHOD template`) as list, monitor, read (other GETs), login, create
+    (a documented collection POST or a platform create/upsert) or write (PUT, PATCH, DELETE, other
+    POSTs)."""
+    method, _, template = key.partition(" ")
+    segments = [s for s in template.split("/") if s]
+    last = segments[-1] if segments else ""
+    if last in LOGIN_SEGMENTS and "workflows" not in segments:
+        return "login"
+    if method == "GET":
+        if last in LIST_SEGMENTS:
+            return "list"
+        return "monitor" if last in MONITOR_SEGMENTS else "read"
+    if method == "POST" and (last in LIST_SEGMENTS or last == "sync-typed"):
+        return "create"
+    return "write" if method in WRITE_METHODS else "other"
+
+
 def _summarise_requests(counts: Counter[str]) -> dict[str, int]:
-    reads = sum(v for k, v in counts.items() if k.startswith("GET "))
-    writes = sum(v for k, v in counts.items() if k.split(" ", 1)[0] in WRITE_METHODS and "/token" not in k)
-    lists = sum(
-        v
-        for k, v in counts.items()
-        if k in ("GET /api/v3/workspaces", "GET /api/v3/workspaces/{workspace_name}/workflows")
-        or k == "GET /api/v3/workspaces/{workspace_name}/personas"
-    )
-    monitor = sum(
-        v
-        for k, v in counts.items()
-        if k.startswith("GET ") and k.rsplit("/", 1)[-1] in ("health", "status", "issues")
-    )
+    by_class: Counter[str] = Counter()
+    for key, value in counts.items():
+        by_class[classify(key)] += value
     return {
         "total": sum(counts.values()),
-        "reads": reads,
-        "writes": writes,
-        "lists": lists,
-        "monitor": monitor,
+        "reads": by_class["list"] + by_class["monitor"] + by_class["read"],
+        "writes": by_class["create"] + by_class["write"],
+        "creates": by_class["create"],
+        "lists": by_class["list"],
+        "monitor": by_class["monitor"],
+        "other_reads": by_class["read"],
+        "logins": by_class["login"],
     }
 
 
 def sync_run(
-    n: int, *, workers: int, rate: float, burst: int, poll: str = "5m", steady: bool = False
+    n: int,
+    *,
+    dialect: str = "platform",
+    workers: int,
+    rate: float,
+    burst: int,
+    poll: str = "5m",
+    steady: bool = False,
 ) -> dict[str, Any]:
     plan = Plan(n)
-    label = f"n{n}" + ("-steady" if steady else "")
-    result: dict[str, Any] = {"n": n, "workspaces": plan.w, "objects": plan.total, "workers": workers}
-    result.update({"rate": rate, "burst": burst, "poll_interval": poll})
-    with Stack(label) as stack:
+    label = f"{dialect}-n{n}" + ("-steady" if steady else "")
+    result: dict[str, Any] = {"n": n, "dialect": dialect, "workspaces": plan.w, "objects": plan.total}
+    result.update({"workers": workers, "rate": rate, "burst": burst, "poll_interval": poll})
+    with Stack(label, dialect) as stack:
         assert stack.api is not None
         result["kube_version"] = stack.kube_version
         if not steady:
-            log(f"N={n}: direct script, {plan.total} objects, concurrency {workers}, {rate:g} rps/{burst}")
+            log(
+                f"{dialect} N={n}: direct script, {plan.total} objects, concurrency {workers}, "
+                f"{rate:g} rps/{burst}"
+            )
             result["direct"] = direct.run(
                 stack.emulator.url,
                 TOKEN,
                 plan.direct_workspaces,
                 plan.direct_children,
+                dialect=dialect,
                 concurrency=workers,
                 rate=rate,
                 burst=burst,
             )
-            log(f"N={n}: direct {result['direct']}")
+            log(f"{dialect} N={n}: direct {result['direct']}")
             stack.emulator.reset()
 
         stack.connect(rate, burst)
@@ -232,8 +271,10 @@ def sync_run(
             "bench": psutil.Process().pid,
         }
         cpu_before = _cpu_seconds(pids)
+        busy_before = machine_busy_seconds()
+        load_before = [round(x, 2) for x in os.getloadavg()]
         rss = RssSampler(operator.pid).start()
-        log(f"N={n}: creating {plan.total} objects in {plan.w} workspaces")
+        log(f"{dialect} N={n}: creating {plan.total} objects in {plan.w} workspaces")
         creator = Creator(stack.api, plan).start()
         t0 = creator.started
         deadline = time.monotonic() + SYNC_DEADLINE
@@ -242,12 +283,16 @@ def sync_run(
             time.sleep(0.25)
             if time.monotonic() - last_log > 30:
                 last_log = time.monotonic()
-                log(f"N={n}: {watcher.ready_count()}/{plan.total} Ready after {time.time() - t0:.0f}s")
+                log(
+                    f"{dialect} N={n}: {watcher.ready_count()}/{plan.total} Ready after "
+                    f"{time.time() - t0:.0f}s"
+                )
         creator.join(60)
         complete = watcher.ready_count() >= plan.total
         done_at = max(watcher.first_ready.values()) if complete else time.time()
         seconds = done_at - t0
         cpu_after = _cpu_seconds(pids)
+        busy = machine_busy_seconds() - busy_before
         counts = stack.emulator.requests()
         time.sleep(3.0)  # trailing writes (the health of just-Ready workspaces)
         peak_rss = rss.stop()
@@ -256,12 +301,8 @@ def sync_run(
         state = stack.emulator.state()
         reconciles = _reconciles(operator.metrics())
 
-        remote_created: dict[tuple[str, str], float] = {}
-        for ws in state["workspaces"]:
-            remote_created[("Workspace", ws["name"])] = parse_time(ws["createdAt"])
-        for kind, collection in (("Workflow", "workflows"), ("Persona", "personas")):
-            for obj in state[collection]:
-                remote_created[(kind, obj["name"])] = parse_time(obj["createdAt"])
+        remote = stack.emulator.objects(state)
+        remote_created = {key: parse_time(obj["createdAt"]) for key, obj in remote.items()}
         to_remote = sorted(
             remote_created[key] - sent for key, sent in creator.sent.items() if key in remote_created
         )
@@ -270,8 +311,18 @@ def sync_run(
             for key, sent in creator.sent.items()
             if key in watcher.first_ready
         )
-        names = Counter((k, n_) for k, n_ in remote_created)
+        # Live remote objects, duplicates included (the platform would store a second workspace
+        # under a suffixed name, the documented dialect a second child under the same name).
+        live = [
+            (kind, obj.get("workspace", ""), obj.get("shortName") or obj["name"])
+            for kind, collection in KIND_COLLECTIONS
+            for obj in state[collection]
+            if not obj.get("deletedAt")
+        ]
+        planned = {(kind, name) for kind, name in creator.sent}
+        expected = sum(1 for kind, _, name in set(live) if (kind, name) in planned)
         ready_n = watcher.ready_count()
+        cpu = {k: round(cpu_after[k] - cpu_before[k], 1) for k in pids}
         result.update(
             {
                 "complete": complete,
@@ -279,8 +330,8 @@ def sync_run(
                 "seconds": round(seconds, 2),
                 "create_seconds": round(creator.finished - t0, 2) if creator.finished else None,
                 "objects_per_second": round(ready_n / seconds, 1),
-                "remote_objects": len(state["workspaces"]) + len(state["workflows"]) + len(state["personas"]),
-                "duplicates": sum(c - 1 for c in names.values() if c > 1),
+                "remote_objects": len(live),
+                "duplicates": len(live) - expected,
                 "apply_to_remote_p50_s": round(percentile(to_remote, 50), 3),
                 "apply_to_remote_p99_s": round(percentile(to_remote, 99), 3),
                 "apply_to_ready_p50_s": round(percentile(to_ready, 50), 3),
@@ -304,7 +355,13 @@ def sync_run(
                     2,
                 ),
                 "operator_peak_rss_mb": round(peak_rss / 1024 / 1024, 1),
-                "cpu_seconds": {k: round(cpu_after[k] - cpu_before[k], 1) for k in pids},
+                "cpu_seconds": cpu,
+                # Everything else on the machine during the sync: busy CPU time of all processes
+                # minus the measured ones (a shared machine shows here).
+                "other_cpu_seconds": round(max(0.0, busy - sum(cpu.values())), 1),
+                "machine_cpu_seconds_available": round(seconds * (os.cpu_count() or 1), 1),
+                "load_average_before": load_before,
+                "load_average_after": [round(x, 2) for x in os.getloadavg()],
                 "timeline": sorted(t - t0 for t in watcher.first_ready.values()),
                 "watch_errors": watcher.errors[:5],
             }
@@ -312,12 +369,13 @@ def sync_run(
         if "direct" in result:
             result["ratio"] = round(result["objects_per_second"] / result["direct"]["objects_per_second"], 3)
         log(
-            f"N={n}: {'complete' if complete else 'INCOMPLETE'} {ready_n}/{plan.total} Ready in "
+            f"{dialect} N={n}: {'complete' if complete else 'INCOMPLETE'} {ready_n}/{plan.total} Ready in "
             f"{seconds:.1f}s ({result['objects_per_second']}/s), p50/p99 apply->remote "
             f"{result['apply_to_remote_p50_s']}/{result['apply_to_remote_p99_s']}s, "
             f"{result['runwhen_requests_per_object']} RunWhen req/object, "
             f"{result['kube_writes_per_object']} kube writes/object, "
-            f"peak RSS {result['operator_peak_rss_mb']} MB"
+            f"peak RSS {result['operator_peak_rss_mb']} MB, other processes {result['other_cpu_seconds']} "
+            f"CPU s"
         )
         if steady and complete:
             result["steady"] = steady_state(stack, watcher, plan)
@@ -411,7 +469,7 @@ def change_latency(stack: Stack, plan: Plan, count: int = 30, spacing: float = 0
     update_latency: dict[str, float] = {}
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        remote = {w["name"]: w for w in stack.emulator.state()["workflows"]}
+        remote = {name: obj for (kind, name), obj in stack.emulator.objects().items() if kind == "Workflow"}
         for name, sent in created.items():
             if name in remote:
                 create_latency[name] = parse_time(remote[name]["createdAt"]) - sent
@@ -473,6 +531,7 @@ def restart_probe(stack: Stack, watcher: Watcher, plan: Plan) -> dict[str, Any]:
 def main(
     sizes: tuple[int, ...] = SIZES,
     *,
+    dialect: str = "platform",
     workers: int = WORKERS,
     rate: float = RATE,
     burst: int = BURST,
@@ -481,18 +540,24 @@ def main(
     results: dict[str, Any] = {"sync": [], "steady": None}
     for n in sizes:
         try:
-            results["sync"].append(sync_run(n, workers=workers, rate=rate, burst=burst))
+            results["sync"].append(sync_run(n, dialect=dialect, workers=workers, rate=rate, burst=burst))
         except Exception as exc:  # a failed size is reported, the others still run
-            log(f"N={n}: failed: {exc!r}")
-            results["sync"].append({"n": n, "error": repr(exc)})
+            log(f"{dialect} N={n}: failed: {exc!r}")
+            results["sync"].append({"n": n, "dialect": dialect, "error": repr(exc)})
     if steady_n:
         try:
             results["steady"] = sync_run(
-                steady_n, workers=workers, rate=rate, burst=burst, poll=STEADY_POLL, steady=True
+                steady_n,
+                dialect=dialect,
+                workers=workers,
+                rate=rate,
+                burst=burst,
+                poll=STEADY_POLL,
+                steady=True,
             )
         except Exception as exc:
-            log(f"steady: failed: {exc!r}")
-            results["steady"] = {"n": steady_n, "error": repr(exc)}
+            log(f"{dialect} steady: failed: {exc!r}")
+            results["steady"] = {"n": steady_n, "dialect": dialect, "error": repr(exc)}
     return results
 
 

@@ -85,14 +85,28 @@ def machine() -> dict[str, Any]:
     }
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent not idle (all cores, every process) since boot."""
+    t = psutil.cpu_times()
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    return float(sum(t) - idle - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0))
+
+
 # -- processes ---------------------------------------------------------------------------------
 
 
-class Emulator:
-    """`python -m runwhen_operator.emulator` on a free loopback port, with a static API token."""
+DIALECTS = ("platform", "documented")
 
-    def __init__(self, log_path: Path) -> None:
+
+class Emulator:
+    """`python -m runwhen_operator.emulator --dialect DIALECT` on a free loopback port, with a static
+    API token."""
+
+    def __init__(self, log_path: Path, dialect: str = "platform") -> None:
+        if dialect not in DIALECTS:
+            raise ValueError(f"unknown dialect {dialect!r}; one of {', '.join(DIALECTS)}")
         self.log_path = log_path
+        self.dialect = dialect
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.http: httpx.Client | None = None
@@ -104,6 +118,8 @@ class Emulator:
                     sys.executable,
                     "-m",
                     "runwhen_operator.emulator",
+                    "--dialect",
+                    self.dialect,
                     "--port",
                     "0",
                     "--api-token",
@@ -138,6 +154,26 @@ class Emulator:
 
     def requests(self) -> Counter[str]:
         return Counter(self.state()["requests"])
+
+    def objects(self, state: dict[str, Any] | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+        """The live remote objects by (kind, the name the CR has), in one shape for both dialects:
+        ``{"createdAt", "updatedAt", "definition"}``. On the platform a workflow's or persona's
+        name in the state is ``<ws>--<short>`` (the CR's name is the short one) and deleted ones stay
+        listed with their ``deletedAt``; those are left out."""
+        state = self.state() if state is None else state
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for ws in state["workspaces"]:
+            found[("Workspace", ws["name"])] = {"createdAt": ws["createdAt"], "updatedAt": ws["updatedAt"]}
+        for kind, collection in (("Workflow", "workflows"), ("Persona", "personas")):
+            for obj in state[collection]:
+                if obj.get("deletedAt"):
+                    continue
+                found[(kind, obj.get("shortName") or obj["name"])] = {
+                    "createdAt": obj["createdAt"],
+                    "updatedAt": obj.get("updatedAt") or obj.get("modifiedAt") or obj["createdAt"],
+                    "definition": obj.get("definition"),
+                }
+        return found
 
     def reset_requests(self) -> None:
         assert self.http is not None
@@ -432,12 +468,13 @@ class RssSampler:
 class Stack:
     """A fresh control plane and emulator (and, once started, an operator) for one measurement."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, dialect: str = "platform") -> None:
         self.label = label
+        self.dialect = dialect
         self.workdir = ROOT / ".testenv" / f"bench-{os.getpid()}-{label}"
         OUT.mkdir(parents=True, exist_ok=True)
         self.plane = testenv.ControlPlane(workdir=self.workdir)
-        self.emulator = Emulator(OUT / f"emulator-{label}.log")
+        self.emulator = Emulator(OUT / f"emulator-{label}.log", dialect)
         self.operator: Operator | None = None
         self.api: client.ApiClient | None = None
         self.kube_version = ""
@@ -480,6 +517,7 @@ class Stack:
                 "url": self.emulator.url,
                 "credentialsSecretRef": {"name": "bench-credentials"},
                 "rateLimit": {"requestsPerSecond": rate, "burst": burst},
+                "apiDialect": self.dialect.capitalize(),  # pinned: no dialect probe in the counts
             },
         }
         client.CustomObjectsApi(self.api).create_namespaced_custom_object(
@@ -502,6 +540,12 @@ class Stack:
             return ready(obj)
 
         wait_until(connection_ready, 60, "the RunWhenConnection Ready")
+        conn: dict[str, Any] = custom.get_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, "runwhenconnections", CONNECTION
+        )
+        spoken = str((conn.get("status") or {}).get("apiDialect") or "").lower()
+        if spoken != self.dialect:
+            raise RuntimeError(f"the connection speaks {spoken!r}, the emulator {self.dialect!r}")
         return self.operator
 
 
