@@ -165,7 +165,19 @@ async def test_upserts_send_the_full_name_and_are_replayed_after_a_lost_answer()
         dialect.WORKFLOW, "ws", {"name": "triage", "definition": {"fromActivities": []}, "ignored": 1}
     )
     assert attempts["sync"] == 2  # a POST, but an upsert by name: safe to send again
+    # The answer named no id: the object was read back.
     assert (item["name"], item["id"], item["serverName"]) == ("triage", 4, "ws--triage")
+
+
+async def test_an_upsert_answer_with_the_id_needs_no_read_back() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path.endswith("/personas/sync-typed")
+        return json_response(200, {"status": "created", "name": "ws--sre", "resourceId": 12})
+
+    api, rec = make(handler)
+    item = await api.new_child(dialect.PERSONA, "ws", {"name": "sre", "fullName": "SRE"})
+    assert item == {"name": "sre", "fullName": "SRE", "id": 12, "serverName": "ws--sre"}
+    assert len(rec.requests) == 1
 
 
 async def test_the_webhook_token_is_rotated_when_it_was_read_before() -> None:

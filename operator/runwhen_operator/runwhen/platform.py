@@ -223,6 +223,16 @@ def _in_crd_names(exc: errors.InvalidRequestError) -> errors.InvalidRequestError
     )
 
 
+def _resource_id(answer: Any) -> int | None:
+    """The object's id in a sync-typed answer (``{"status", "name", "resourceId"}``), if it has one."""
+    if isinstance(answer, Mapping):
+        for key in ("resourceId", "id"):
+            value = answer.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+    return None
+
+
 def _titles(text: str | None) -> list[str]:
     return [t for t in (text or "").split("||") if t.strip()]
 
@@ -426,17 +436,26 @@ class PlatformApi(dialect.Base):
 
     async def _upsert(self, kind: dialect.ChildKind, workspace: str, body: Mapping[str, Any]) -> dialect.Item:
         """``sync-typed``: the whole object, keyed by name (a persona's omitted fields reset to the
-        server's defaults). Its answer is free-form in the document: the object is read back."""
+        server's defaults). Its answer is free-form in the document: when it names the object's id
+        (``resourceId``, as the server's other sync-typed answers do) the item is what was sent with
+        that id; otherwise the object is read back."""
         short = str(body["name"])
         payload = {**body, "name": full_name(workspace, short)}
         if kind is dialect.WORKFLOW:
             payload = {k: v for k, v in payload.items() if k in ("name", "definition")}
         sync = self._paths(kind)[2]
         # An upsert by name is safe to repeat: a lost answer is retried like a PUT.
-        await self._rw.request(
+        response = await self._rw.request(
             "POST", sync, {"workspace_name": workspace}, body={"payload": payload}, replay_safe=True
         )
-        return await self.get_child(kind, workspace, short)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        ident = _resource_id(answer)
+        if ident is None:
+            return await self.get_child(kind, workspace, short)
+        return {**body, "name": short, "id": ident, "serverName": payload["name"]}
 
     async def remove_child(self, kind: dialect.ChildKind, workspace: str, key: Any) -> None:
         _, one, _, param = self._paths(kind)
