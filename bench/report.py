@@ -23,8 +23,9 @@ TITLES = {"platform": "Platform dialect", "documented": "Documented dialect"}
 HOW = {
     "platform": (
         "a Workspace is `POST /api/v3/workspaces {name}` then one `PATCH` of its `alias` (the display"
-        " name); a Workflow or Persona is one `POST .../sync-typed` upsert, then a `GET` of the object"
-        " by its short name (the upsert's answer is free-form). The upsert is safe to repeat, so no"
+        " name); a Workflow or Persona is one `POST .../sync-typed` upsert, whose answer names its id"
+        " (`resourceId`; without one the operator would read the object back). The upsert is safe to"
+        " repeat, so no"
         " `createPending` write precedes it: **three** Kubernetes writes per child (finalizer, status,"
         " `Created` Event), four per Workspace. The direct script makes the same POST + PATCH per"
         " workspace and one upsert per child, and reads nothing back."
