@@ -28,6 +28,9 @@ venv: $(STAMP)
 controlplane:
 	hack/build-controlplane.sh all
 
+health-check:
+	hack/build-health-check.sh
+
 helm: venv
 	$(PY) hack/testenv.py helm
 
@@ -51,7 +54,7 @@ crds: venv
 	$(VENV)/bin/runwhen-operator crds --write
 	$(PY) hack/sync-deploy-crds.py
 
-test: venv controlplane helm lint
+test: venv controlplane helm health-check lint
 	$(PY) -m pytest -q -ra
 
 test-fast: venv

@@ -6,6 +6,6 @@ _SUPPORT = Path(__file__).parent / "support"
 
 pytest_plugins = [
     f"tests.support.{name}"
-    for name in ("controlplane", "emulator", "operator", "contract")
+    for name in ("controlplane", "emulator", "operator", "contract", "health")
     if (_SUPPORT / f"{name}.py").exists()
 ]
