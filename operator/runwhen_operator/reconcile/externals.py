@@ -85,13 +85,13 @@ class WorkspaceExternal:
             self._scope, self._api.workspace_listing, id_field="name", max_age=self._max_age
         )
         remote = found.find(external_id or desired.name)
-        if remote is None and external_id is not None and self._max_age > 0:
-            # One of ours is missing from a cached listing: confirm with a fresh one before it is
-            # taken for gone (and created again).
+        if remote is None and self._max_age > 0:
+            # A miss in a cached listing leads to a POST (which the platform would answer by
+            # renaming a taken name): confirm it with a fresh listing first.
             found = await self._cache.get(
                 self._scope, self._api.workspace_listing, id_field="name", max_age=0
             )
-            remote = found.find(external_id)
+            remote = found.find(external_id or desired.name)
         if remote is None:
             return engine.Observation(exists=False)
         drift = diff.drifted_fields(desired.body, remote, WORKSPACE_SET_KEYS, WORKSPACE_EXACT_KEYS)
@@ -168,9 +168,14 @@ class ChildExternal:
     ) -> engine.Observation:
         try:
             remote = await self._find(desired, external_id, lookup_by_name, self._max_age)
-            if remote is None and external_id is not None and self._max_age > 0:
-                # One of ours is missing from a cached listing: confirm with a fresh one before it
-                # is taken for gone (and created again).
+            if (
+                remote is None
+                and self._max_age > 0
+                and (external_id is not None or not self.idempotent_create)
+            ):
+                # A miss in a cached listing leads to a create: confirm it with a fresh listing
+                # before one of ours is taken for gone, or a POST makes a second object (an upsert
+                # by name cannot, so a new object needs no confirmation there).
                 remote = await self._find(desired, external_id, lookup_by_name, 0.0)
         except errors.NotFoundError:
             return engine.Observation(exists=False)  # the workspace is gone, and its children with it
