@@ -1,14 +1,15 @@
 -- Argo CD health check for the platform.runwhen.com kinds that the operator keeps in sync:
--- ClusterRunWhenConnection, RunWhenConnection, Workspace, Workflow and Persona.
+-- ClusterRunWhenConnection, RunWhenConnection, Workspace, Workflow and Persona. It runs in Argo CD's
+-- restricted Lua VM (no string library: resource.customizations.useOpenLibs is not needed).
 --
---   Healthy      Ready=True, observed at the object's current generation
---   Degraded     Ready=False (or Synced=False) with a reason that needs a change to the object or
---                its credentials: InvalidSpec, AlreadyExists, NameTaken, Unauthorized
 --   Suspended    reconciliation paused (annotation platform.runwhen.com/paused: "true")
---   Progressing  anything else: not reconciled yet, waiting for a connection or a workspace, retrying
-local terminal = { InvalidSpec = true, AlreadyExists = true, NameTaken = true, Unauthorized = true }
-
+--   Progressing  not observed at the object's current generation yet (just applied, or changed),
+--                being deleted, or Reconciling=True (creating, waiting, retrying)
+--   Degraded     Stalled=True: a state that needs a change to the object or its credentials
+--                (InvalidSpec, AlreadyExists, NameTaken, Unauthorized, ...: the reason says which)
+--   Healthy      Ready=True, observed at the object's current generation
 local hs = { status = "Progressing", message = "Waiting for the operator" }
+local paused_values = { ["true"] = true, ["True"] = true, ["TRUE"] = true }
 
 local function condition(conditions, kind)
   for _, c in ipairs(conditions) do
@@ -27,11 +28,15 @@ local function describe(c)
   return text
 end
 
-local annotations = (obj.metadata and obj.metadata.annotations) or {}
-local paused = annotations["platform.runwhen.com/paused"]
-if paused ~= nil and string.lower(string.match(paused, "^%s*(.-)%s*$")) == "true" then
+local metadata = obj.metadata or {}
+local annotations = metadata.annotations or {}
+if paused_values[annotations["platform.runwhen.com/paused"] or ""] then
   hs.status = "Suspended"
   hs.message = "Reconciliation paused by the annotation platform.runwhen.com/paused"
+  return hs
+end
+if metadata.deletionTimestamp ~= nil then
+  hs.message = "Being deleted"
   return hs
 end
 
@@ -39,36 +44,31 @@ local status = obj.status
 if status == nil then
   return hs
 end
-local generation = obj.metadata.generation
-local conditions = status.conditions or {}
-local ready = condition(conditions, "Ready")
-local synced = condition(conditions, "Synced")
-
-if status.observedGeneration ~= nil and generation ~= nil and status.observedGeneration ~= generation then
+local generation = metadata.generation
+if status.observedGeneration == nil or (generation ~= nil and status.observedGeneration ~= generation) then
   hs.message = "Waiting for the operator to observe generation " .. tostring(generation)
   return hs
 end
 
-for _, c in ipairs({ ready, synced }) do
-  if c ~= nil and c.status == "False" and terminal[c.reason] then
-    hs.status = "Degraded"
-    hs.message = describe(c)
-    return hs
-  end
-end
-
-if ready == nil then
+local conditions = status.conditions or {}
+local stalled = condition(conditions, "Stalled")
+if stalled ~= nil and stalled.status == "True" then
+  hs.status = "Degraded"
+  hs.message = describe(stalled)
   return hs
 end
-local observed = ready.observedGeneration or status.observedGeneration
-if ready.status == "True" then
-  if observed ~= nil and (generation == nil or observed == generation) then
-    hs.status = "Healthy"
-    hs.message = describe(ready)
-  else
-    hs.message = "Waiting for the operator to observe generation " .. tostring(generation)
-  end
+local reconciling = condition(conditions, "Reconciling")
+if reconciling ~= nil and reconciling.status == "True" then
+  hs.message = describe(reconciling)
   return hs
 end
-hs.message = describe(ready)
+local ready = condition(conditions, "Ready")
+if ready ~= nil and ready.status == "True" then
+  hs.status = "Healthy"
+  hs.message = describe(ready)
+  return hs
+end
+if ready ~= nil then
+  hs.message = describe(ready)
+end
 return hs

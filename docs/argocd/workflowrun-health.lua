@@ -1,4 +1,5 @@
--- Argo CD health check for platform.runwhen.com/WorkflowRun (one run of a workflow):
+-- Argo CD health check for platform.runwhen.com/WorkflowRun (one run of a workflow). It runs in Argo
+-- CD's restricted Lua VM (no string library: resource.customizations.useOpenLibs is not needed).
 --
 --   Healthy      condition Complete=True (phase Completed or CompletedWithErrors)
 --   Degraded     condition Failed=True (phase Failed or Canceled)
@@ -30,9 +31,9 @@ for _, c in ipairs(status.conditions or {}) do
   end
 end
 
+local paused_values = { ["true"] = true, ["True"] = true, ["TRUE"] = true }
 local annotations = (obj.metadata and obj.metadata.annotations) or {}
-local paused = annotations["platform.runwhen.com/paused"]
-if paused ~= nil and string.lower(string.match(paused, "^%s*(.-)%s*$")) == "true" then
+if paused_values[annotations["platform.runwhen.com/paused"] or ""] then
   hs.status = "Suspended"
   hs.message = "Reconciliation paused by the annotation platform.runwhen.com/paused"
   return hs

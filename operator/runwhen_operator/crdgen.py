@@ -186,6 +186,10 @@ def _root_schema(info: kinds.KindInfo) -> dict[str, Any]:
     if not info.spec_required:
         spec["default"] = {}
     status = model_schema(info.status_model)
+    # A just-applied object reads "not observed yet" without any write: the API server defaults its
+    # status to observedGeneration 0 (generations start at 1), which kstatus (Flux) and the Argo CD
+    # health checks read as in progress until the operator has looked at it.
+    status["default"] = {"observedGeneration": 0}
     root: dict[str, Any] = {
         "type": "object",
         "description": info.description,

@@ -1,7 +1,10 @@
-"""The GitOps health checks of docs/gitops.md, run on status objects shaped by the operator's own models.
+"""The GitOps health checks of docs/gitops.md, run on status objects shaped by the operator's own
+models and condition builder (tests/integration/test_health_verdicts.py asks the real libraries
+about live objects).
 
-The Argo CD scripts run in Lua 5.1 (Argo CD embeds gopher-lua, a Lua 5.1 implementation) through lupa.
-The Flux side is kstatus: `kstatus` below mirrors its documented rules for custom resources.
+The Argo CD scripts run in Lua 5.1 (Argo CD embeds gopher-lua, a Lua 5.1 implementation) through
+lupa, with the libraries Argo CD's restricted VM does not open removed (no `string`, no `io`). The
+Flux side is kstatus: `kstatus` below mirrors its documented rules for custom resources.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import pytest
 import yaml
 
 from runwhen_operator.api import common, workflowrun
+from runwhen_operator.handlers import context
+from runwhen_operator.handlers import managed as managed_handlers
 from runwhen_operator.reconcile import engine
 from tests.delivery import chart
 
@@ -36,6 +41,8 @@ def _to_lua(runtime: Any, value: Any) -> Any:
 def argocd_health(script: str, obj: dict[str, Any]) -> tuple[str, str]:
     """Run a health script the way Argo CD does: global `obj`, the chunk returns {status, message}."""
     runtime = lua51.LuaRuntime(unpack_returned_tuples=True)
+    for library in ("string", "io", "debug"):  # not opened by Argo CD unless useOpenLibs is set
+        runtime.execute(f"{library} = nil")
     runtime.globals().obj = _to_lua(runtime, obj)
     hs = runtime.execute(script)
     assert set(hs.keys()) <= {"status", "message"}
@@ -104,6 +111,24 @@ def managed(
     }
     if kind != "ClusterRunWhenConnection":
         obj["metadata"]["namespace"] = "team-a"
+    if ready is not None and synced is None:  # a connection: Ready is its only verdict
+        conds = [
+            common.Condition.model_validate(c)
+            for c in context.progress(
+                [c.model_dump(by_alias=True, mode="json") for c in conds],
+                ready[0],
+                ready[1],
+                f"ready is {ready[0]}",
+                cgen,
+            )
+        ]
+    elif synced is not None:  # the operator's own Reconciling/Stalled from Ready and Synced
+        conds = [
+            common.Condition.model_validate(c)
+            for c in managed_handlers.progress_conditions(
+                [c.model_dump(by_alias=True, mode="json") for c in conds], cgen
+            )
+        ]
     if status:
         obj["status"] = common.ManagedStatus(
             observed_generation=observed, conditions=conds, last_sync_time=NOW
@@ -124,7 +149,16 @@ def run_health() -> str:
 # (object, Argo CD health, kstatus) -- one table for both tools
 CASES = {
     "in sync": (managed("Workspace"), "Healthy", "Current"),
-    "new object, no status yet": (managed("Workspace", status=False), "Progressing", "Current"),
+    "just applied: the CRD's status default": (
+        managed("Workspace", observed=0, ready=None, synced=None),
+        "Progressing",
+        "InProgress",
+    ),
+    "no status at all (made before the status default)": (
+        managed("Workspace", status=False),
+        "Progressing",
+        "Current",
+    ),
     "spec changed, not observed yet": (
         managed("Workflow", generation=4, observed=3),
         "Progressing",
@@ -153,12 +187,12 @@ CASES = {
         "Progressing",
         "InProgress",
     ),
-    "transient API error keeps Ready": (
+    "transient API error keeps Ready, retrying": (
         managed(
             "Workspace", ready=("True", engine.REASON_AVAILABLE), synced=("False", engine.REASON_API_ERROR)
         ),
-        "Healthy",
-        "Current",
+        "Progressing",
+        "InProgress",
     ),
     "remote rejected the spec": (
         managed(
@@ -167,7 +201,7 @@ CASES = {
             synced=("False", engine.REASON_INVALID_SPEC),
         ),
         "Degraded",
-        "InProgress",
+        "Failed",
     ),
     "name taken, adoption refused": (
         managed(
@@ -176,7 +210,7 @@ CASES = {
             synced=("False", engine.REASON_ALREADY_EXISTS),
         ),
         "Degraded",
-        "InProgress",
+        "Failed",
     ),
     "credentials refused": (
         managed(
@@ -185,7 +219,7 @@ CASES = {
             synced=("False", engine.REASON_UNAUTHORIZED),
         ),
         "Degraded",
-        "InProgress",
+        "Failed",
     ),
     "connection verified": (
         managed("ClusterRunWhenConnection", ready=("True", "Verified"), synced=None),
@@ -195,7 +229,7 @@ CASES = {
     "connection credentials refused": (
         managed("RunWhenConnection", ready=("False", "Unauthorized"), synced=None),
         "Degraded",
-        "InProgress",
+        "Failed",
     ),
     "connection unreachable": (
         managed("ClusterRunWhenConnection", ready=("False", "Unreachable"), synced=None),
@@ -217,9 +251,14 @@ CASES = {
         "Suspended",
         "Current",
     ),
-    "paused, spelled loosely": (
-        managed("Persona", annotations={common.ANNOTATION_PAUSED: " True "}),
+    "paused, upper case": (
+        managed("Persona", annotations={common.ANNOTATION_PAUSED: "TRUE"}),
         "Suspended",
+        "Current",
+    ),
+    "not a pause value (the operator does not pause either)": (
+        managed("Persona", annotations={common.ANNOTATION_PAUSED: " true "}),
+        "Healthy",
         "Current",
     ),
     "pause annotation off": (
@@ -244,7 +283,8 @@ def test_degraded_message_carries_reason_and_message(health):
     )
     status, message = argocd_health(health, obj)
     assert status == "Degraded"
-    assert message == "InvalidSpec: ready is False"
+    # The Stalled condition's: the failed Synced speaks for the object.
+    assert message == "InvalidSpec: synced is False"
 
 
 def test_every_terminal_reason_of_the_engine_is_degraded(health):
@@ -357,6 +397,13 @@ def test_gitops_guide_ships_these_scripts(health, run_health):
     for kind in SYNCED_KINDS:
         assert data[prefix + kind] == health, kind
     assert data[prefix + "WorkflowRun"] == run_health
+
+
+def test_scripts_pause_on_the_operators_pause_values(health, run_health):
+    for value in [*sorted(common.PAUSED_VALUES), "yes", "1", " true", "tRUE"]:
+        obj = managed("Workspace", annotations={common.ANNOTATION_PAUSED: value})
+        assert (argocd_health(health, obj)[0] == "Suspended") is (value in common.PAUSED_VALUES), value
+        assert context.is_paused(obj) is (value in common.PAUSED_VALUES), value
 
 
 def test_scripts_are_lua_51(health, run_health):

@@ -668,8 +668,19 @@ def test_status_model_output_is_accepted_unchanged(objects: Objects, kind: str) 
     created = objects.create(example(kind))
     status = STATUSES[kind].model_dump(by_alias=True, exclude_none=True, mode="json")
     patched = objects.patch_status(created, status)
-    assert patched["status"] == status
-    assert info.status_model.model_validate(patched["status"]) == STATUSES[kind].model_validate(status)
+    # A status the model leaves without observedGeneration keeps the CRD's default of 0.
+    expected = {"observedGeneration": 0, **status}
+    assert patched["status"] == expected
+    assert info.status_model.model_validate(patched["status"]) == STATUSES[kind].model_validate(expected)
+
+
+def test_a_just_applied_object_reads_not_observed(objects: Objects) -> None:
+    """The CRD's status default: no write, yet observedGeneration 0 != generation 1 (kstatus reads
+    it as in progress until the operator has looked at it)."""
+    for kind in ("Workspace", "WorkflowRun", "ClusterRunWhenConnection"):
+        created = objects.create(example(kind))
+        assert created["metadata"]["generation"] == 1
+        assert created["status"] == {"observedGeneration": 0}, kind
 
 
 def test_status_out_of_bounds_is_rejected(objects: Objects) -> None:

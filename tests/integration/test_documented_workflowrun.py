@@ -211,7 +211,10 @@ def test_run_waits_for_the_workflow_to_be_ready(rw: RunWhenEnv) -> None:
     status = _status(rw, "early")
     assert status["phase"] == "Pending"
     assert "triggerRequestedAt" not in status
-    assert "conditions" not in status
+    # Not finished: Ready False with the phase, and in progress (no Complete or Failed yet).
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert set(conditions) == {"Ready", "Reconciling"}
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("False", "Pending")
     assert rw.emulator.requests()[RUN_POST] == 0
     assert rw.remote("runSessions") == []
 

@@ -34,6 +34,8 @@ __all__ = [
     "API_VERSION",
     "CATEGORY",
     "CONDITION_READY",
+    "CONDITION_RECONCILING",
+    "CONDITION_STALLED",
     "CONDITION_SYNCED",
     "DNS_LABEL_MAX_LENGTH",
     "DNS_LABEL_PATTERN",
@@ -45,6 +47,7 @@ __all__ = [
     "MAX_MESSAGE_LENGTH",
     "MAX_OBJECT_NAME_LENGTH",
     "NAME_IMMUTABLE_RULE",
+    "PAUSED_VALUES",
     "VERSION",
     "WORKSPACE_PARENT_RULES",
     "AdoptionPolicy",
@@ -92,6 +95,12 @@ ANNOTATION_ROTATE_WEBHOOK_TOKEN = f"{GROUP}/rotate-webhook-token"
 
 CONDITION_READY = "Ready"
 CONDITION_SYNCED = "Synced"
+#: kstatus's abnormal-true conditions: work under way / needs a human. Present only while true.
+CONDITION_RECONCILING = "Reconciling"
+CONDITION_STALLED = "Stalled"
+#: The values of the paused annotation that pause (the Argo CD health scripts accept the same ones:
+#: they run without Lua's string library, so they cannot lower-case or trim).
+PAUSED_VALUES = frozenset({"true", "True", "TRUE"})
 
 # --- bounds -------------------------------------------------------------------------------------
 # Every string and list in the schemas is bounded: the API server estimates the cost of each CEL rule

@@ -116,6 +116,7 @@ class ConnectionReconciler:
         conditions = context.set_condition(
             list(current.get("conditions") or []), common.CONDITION_READY, ready, reason, message, generation
         )
+        conditions = context.progress(conditions, ready, reason, message, generation)
         status: dict[str, Any] = {"observedGeneration": generation, "conditions": conditions}
         if auth_mode:
             status["authMode"] = auth_mode

@@ -10,7 +10,7 @@ from typing import Any
 
 from runwhen_operator.api import common
 from runwhen_operator.handlers import kube, runtime
-from runwhen_operator.reconcile import connections, listing
+from runwhen_operator.reconcile import connections, engine, listing
 from runwhen_operator.runwhen import models
 
 log = logging.getLogger("runwhen_operator")
@@ -106,6 +106,47 @@ def set_condition(
     return out
 
 
+#: Reasons of a Ready=False (or Synced=False) that need a human: the object reads Stalled (kstatus
+#: Failed, Argo CD Degraded) until it heals. Any other not-Ready reason is work under way.
+STALLED_REASONS = engine.TERMINAL_REASONS | {
+    engine.REASON_UNAUTHORIZED,
+    "InvalidSecret",
+    "InvalidConnection",
+    "SecretNotReadable",
+}
+
+
+def drop_condition(conditions: list[Body], type_: str) -> list[Body]:
+    return [c for c in conditions if c.get("type") != type_]
+
+
+def progress(
+    conditions: list[Body],
+    status: str,
+    reason: str,
+    message: str,
+    generation: int | None,
+    *,
+    stalled: bool | None = None,
+) -> list[Body]:
+    """``Reconciling`` and ``Stalled`` after the verdict (``status``/``reason`` of Ready, or of Synced
+    when it failed): both absent when it is True; ``Stalled=True`` for a reason that needs a human
+    (``stalled``, or one of STALLED_REASONS); otherwise ``Reconciling=True``. The one place that
+    decides what Flux's kstatus and Argo CD read as in progress or failed."""
+    if status == "True":
+        return drop_condition(
+            drop_condition(conditions, common.CONDITION_RECONCILING), common.CONDITION_STALLED
+        )
+    if stalled is None:
+        stalled = reason in STALLED_REASONS
+    keep, drop = (
+        (common.CONDITION_STALLED, common.CONDITION_RECONCILING)
+        if stalled
+        else (common.CONDITION_RECONCILING, common.CONDITION_STALLED)
+    )
+    return set_condition(drop_condition(conditions, drop), keep, "True", reason, message, generation)
+
+
 def _condition(type_: str, status: str, reason: str, message: str, generation: int | None, ltt: str) -> Body:
     cond: Body = {
         "type": type_,
@@ -165,7 +206,7 @@ async def write_status(ctx: Context, kind: str, plural: str, body: Body, desired
 
 def is_paused(body: Body) -> bool:
     value = (body.get("metadata", {}).get("annotations") or {}).get(common.ANNOTATION_PAUSED, "")
-    return str(value).strip().lower() == "true"
+    return value in common.PAUSED_VALUES
 
 
 def poll_interval(body: Body, default: float) -> tuple[float, str | None]:

@@ -244,6 +244,7 @@ class ManagedReconciler:
         conditions = context.set_condition(
             conditions, common.CONDITION_SYNCED, s.status, s.reason, s.message, generation
         )
+        conditions = progress_conditions(conditions, generation)
         desired: Body = {
             "observedGeneration": generation,
             "conditions": conditions,
@@ -289,6 +290,7 @@ class ManagedReconciler:
         conditions = context.set_condition(
             conditions, common.CONDITION_SYNCED, synced, reason, message, generation
         )
+        conditions = progress_conditions(conditions, generation)
         await context.write_status(self.ctx, self.kind, self.plural, body, {"conditions": conditions})
 
     def _next(self, outcome: engine.Outcome, poll: float) -> runtime.Result:
@@ -345,6 +347,26 @@ class WorkspaceReconciler(ManagedReconciler):
                 # A requested reconcile refreshes health and issues too, at once.
                 self.ctx.controller.enqueue(monitor)
         return result
+
+
+def progress_conditions(conditions: list[Body], generation: int | None) -> list[Body]:
+    """Reconciling/Stalled from Ready and Synced: a failed Synced speaks for the object (a transient
+    error behind a Ready that still holds is work under way); nothing is under way while paused."""
+    index = {c.get("type"): c for c in conditions}
+    synced = index.get(common.CONDITION_SYNCED) or {}
+    ready = index.get(common.CONDITION_READY) or {}
+    if synced.get("reason") == engine.REASON_PAUSED:
+        return context.drop_condition(conditions, common.CONDITION_RECONCILING)
+    verdict = synced if synced.get("status") == "False" else ready
+    if not verdict:
+        return conditions
+    return context.progress(
+        conditions,
+        str(verdict.get("status")),
+        str(verdict.get("reason")),
+        str(verdict.get("message") or ""),
+        generation,
+    )
 
 
 def _is_ready(body: Body | None) -> bool:

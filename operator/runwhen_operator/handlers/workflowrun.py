@@ -314,6 +314,12 @@ class WorkflowRunReconciler:
         failed = "True" if phase in FAILED else "False"
         conditions = context.set_condition(conditions, "Complete", complete, reason, message, generation)
         conditions = context.set_condition(conditions, "Failed", failed, reason, message, generation)
+        conditions = context.set_condition(
+            conditions, common.CONDITION_READY, complete, reason, message, generation
+        )
+        conditions = context.progress(
+            conditions, complete, reason, message, generation, stalled=failed == "True"
+        )
         update: Body = {
             "phase": phase,
             "conditions": conditions,
@@ -384,10 +390,28 @@ class WorkflowRunReconciler:
         )
 
     async def _write(self, body: Body, status: Body) -> Body:
-        generation = body["metadata"].get("generation")
+        """Patch ``status``; while the run is not finished, ``Ready=False`` with its phase as the reason
+        and ``Reconciling=True`` (Flux and Argo CD read it as in progress)."""
+        latest = self._latest(body)
+        generation = latest["metadata"].get("generation")
         desired = {"observedGeneration": generation, **status}
         if desired.get("message") is not None:
             desired["message"] = context.truncate(str(desired["message"]))
+        current: Body = latest.get("status") or {}
+        phase = str(desired.get("phase") or current.get("phase") or "Pending")
+        if phase not in TERMINAL and "conditions" not in desired:
+            message = str(desired.get("message") or current.get("message") or f"the run is {phase}")
+            conditions = context.set_condition(
+                list(current.get("conditions") or []),
+                common.CONDITION_READY,
+                "False",
+                phase,
+                message,
+                generation,
+            )
+            desired["conditions"] = context.progress(
+                conditions, "False", phase, message, generation, stalled=False
+            )
         return await context.write_status(
             self.ctx, context.KIND_WORKFLOW_RUN, PLURAL, self._latest(body), desired
         )
