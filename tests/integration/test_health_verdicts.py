@@ -52,7 +52,14 @@ def verdicts(rw: RunWhenEnv, health_judge: Any) -> Verdicts:
 
 
 def test_synced_kinds_in_every_state(rw: RunWhenEnv, verdicts: Verdicts) -> None:
-    # Just applied, with no operator running: nothing has looked at them yet.
+    # Just applied, with no operator running: nothing has looked at them yet (every kind).
+    rw.secret("local-credentials", {"username": rw.emulator.username, "password": rw.emulator.password})
+    rw.apply(
+        "RunWhenConnection",
+        "local",
+        {"url": rw.emulator.url, "credentialsSecretRef": {"name": "local-credentials"}},
+    )
+    verdicts.expect("RunWhenConnection", "local", "InProgress", "Progressing", timeout=5)
     rw.apply("Workspace", "ops", {"deletionPolicy": "Delete"}, annotations=FAST)
     rw.apply(
         "Workflow", "triage", {"workspaceRef": {"name": "ops"}, "definition": DEFINITION}, annotations=FAST
@@ -66,9 +73,12 @@ def test_synced_kinds_in_every_state(rw: RunWhenEnv, verdicts: Verdicts) -> None
     for kind, name in (("Workspace", "ops"), ("Workflow", "triage")):
         verdicts.expect(kind, name, "Current", "Healthy")
     verdicts.expect("ClusterRunWhenConnection", "default", "Current", "Healthy")
+    verdicts.expect("RunWhenConnection", "local", "Current", "Healthy")
     # Waiting for its parent: work that finishes by itself once the Workspace exists.
     rw.wait_condition("Persona", "sre", status="False", reason="WaitingForWorkspace")
     verdicts.expect("Persona", "sre", "InProgress", "Progressing")
+    rw.apply("Workspace", "later", {}, annotations=FAST)
+    verdicts.expect("Persona", "sre", "Current", "Healthy")
     # Waiting for its connection.
     rw.apply(
         "Persona",
@@ -118,9 +128,14 @@ def test_synced_kinds_in_every_state(rw: RunWhenEnv, verdicts: Verdicts) -> None
     rw.emulator.clear_faults()
     rw.wait_gone("Workspace", "ops", timeout=60)
 
-    # Refused credentials on the connection.
+    # Refused credentials on the connections, and the objects that use one wait for it.
     rw.secret(rw.secret_name, {"username": rw.emulator.username, "password": "wrong", "token": ""})
+    rw.secret("local-credentials", {"username": rw.emulator.username, "password": "wrong"})
     verdicts.expect("ClusterRunWhenConnection", "default", "Failed", "Degraded", timeout=60)
+    verdicts.expect("RunWhenConnection", "local", "Failed", "Degraded", timeout=60)
+    rw.annotate("Persona", "sre", {"platform.runwhen.com/reconcile-requested-at": "after-refusal"})
+    rw.wait_condition("Persona", "sre", status="False", reason="ConnectionNotReady", timeout=60)
+    verdicts.expect("Persona", "sre", "InProgress", "Progressing")
 
 
 def test_workflowrun_in_every_state(rw: RunWhenEnv, verdicts: Verdicts) -> None:
