@@ -7,21 +7,16 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client as k8s
 
 from tests.support.controlplane import Cluster
 from tests.support.operator import RunWhenEnv, wait_for
-from tests.support.replicas import two_replicas_on_one_version
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-import testenv
+from tests.support.workflowruns import events_of, kubectl, parse_time, status_of, two_replicas_on_one_version
 
 pytestmark = pytest.mark.integration
 
@@ -48,24 +43,6 @@ def _sessions(rw: RunWhenEnv, workflow_id: int) -> list[dict[str, Any]]:
     return [s for s in rw.remote("runSessions") if s.get("workflowId") == workflow_id]
 
 
-def _status(rw: RunWhenEnv, name: str) -> dict[str, Any]:
-    return dict(rw.get("WorkflowRun", name).get("status") or {})
-
-
-def _events(rw: RunWhenEnv, name: str) -> list[tuple[str, str, str]]:
-    items = k8s.CoreV1Api(rw.api).list_namespaced_event(rw.namespace).items
-    return [(str(e.type), str(e.reason), str(e.message)) for e in items if e.involved_object.name == name]
-
-
-def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _kubectl(cluster: Cluster, *args: str) -> list[str]:
-    _, kubectl = testenv.ensure_helm()
-    return [str(kubectl), "--kubeconfig", str(cluster.kubeconfig), *args]
-
-
 def test_successful_run_is_followed_to_complete(rw: RunWhenEnv, control_plane: Cluster) -> None:
     rw.emulator.set_runs("completed", step_seconds=1.5)
     rw.start_operator()
@@ -80,7 +57,7 @@ def test_successful_run_is_followed_to_complete(rw: RunWhenEnv, control_plane: C
     uid = rw.get("WorkflowRun", "fix-it")["metadata"]["uid"]
     # `kubectl wait` starts before the run finished and returns once Complete is True.
     waiter = subprocess.run(
-        _kubectl(
+        kubectl(
             control_plane,
             "-n",
             rw.namespace,
@@ -97,7 +74,7 @@ def test_successful_run_is_followed_to_complete(rw: RunWhenEnv, control_plane: C
     assert waiter.returncode == 0, waiter.stderr
     assert "condition met" in waiter.stdout
 
-    status = _status(rw, "fix-it")
+    status = status_of(rw, "fix-it")
     sessions = _sessions(rw, workflow_id)
     assert len(sessions) == 1
     session = sessions[0]
@@ -110,21 +87,21 @@ def test_successful_run_is_followed_to_complete(rw: RunWhenEnv, control_plane: C
     assert status["observedGeneration"] == 1
     # The spec's context reached RunWhen, with the object's uid for finding the run after a crash.
     assert session["context"] == {"alert": "pods crash-looping", "count": 3, MARKER: uid}
-    requested, queued = _time(status["triggerRequestedAt"]), _time(status["queuedAt"])
-    started, completed = _time(status["startedAt"]), _time(status["completedAt"])
+    requested, queued = parse_time(status["triggerRequestedAt"]), parse_time(status["queuedAt"])
+    started, completed = parse_time(status["startedAt"]), parse_time(status["completedAt"])
     assert requested <= queued <= started <= completed
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Complete"]["status"] == "True"
     assert conditions["Complete"]["reason"] == "Completed"
     assert conditions["Failed"]["status"] == "False"
     assert rw.emulator.requests()[RUN_POST] == 1
-    reasons = [(kind, reason) for kind, reason, _ in _events(rw, "fix-it")]
+    reasons = [(kind, reason) for kind, reason, _ in events_of(rw, "fix-it")]
     assert ("Normal", "Triggered") in reasons
     assert ("Normal", "Completed") in reasons
     assert not any(kind == "Warning" for kind, _ in reasons)
 
     table = subprocess.run(
-        _kubectl(control_plane, "-n", rw.namespace, "get", "workflowrun", "fix-it"),
+        kubectl(control_plane, "-n", rw.namespace, "get", "workflowrun", "fix-it"),
         capture_output=True,
         text=True,
         timeout=30,
@@ -136,7 +113,7 @@ def test_successful_run_is_followed_to_complete(rw: RunWhenEnv, control_plane: C
     # The example is accepted by the API server as it is.
     example = Path(__file__).resolve().parents[2] / "examples" / "workflowrun.yaml"
     created = subprocess.run(
-        _kubectl(control_plane, "create", "--dry-run=server", "-o", "name", "-f", str(example)),
+        kubectl(control_plane, "create", "--dry-run=server", "-o", "name", "-f", str(example)),
         capture_output=True,
         text=True,
         timeout=30,
@@ -160,7 +137,7 @@ def test_failed_run_sets_the_failed_condition(rw: RunWhenEnv, control_plane: Clu
     rw.apply("WorkflowRun", "doomed", {"workflowRef": {"name": "restart"}})
     # Waiting for the end whatever the outcome: completedAt is written with the final phase.
     waiter = subprocess.run(
-        _kubectl(
+        kubectl(
             control_plane,
             "-n",
             rw.namespace,
@@ -175,7 +152,7 @@ def test_failed_run_sets_the_failed_condition(rw: RunWhenEnv, control_plane: Clu
         check=False,
     )
     assert waiter.returncode == 0, waiter.stderr
-    status = _status(rw, "doomed")
+    status = status_of(rw, "doomed")
     assert rw.condition("WorkflowRun", "doomed", "Failed")["status"] == "True"
     assert rw.condition("WorkflowRun", "doomed", "Failed")["reason"] == "Failed"
     assert status["phase"] == "Failed"
@@ -184,7 +161,7 @@ def test_failed_run_sets_the_failed_condition(rw: RunWhenEnv, control_plane: Clu
     assert [s["id"] for s in sessions] == [status["runSessionId"]]
     assert sessions[0]["status"] == "failed"
     assert status["completedAt"]
-    events = _events(rw, "doomed")
+    events = events_of(rw, "doomed")
     assert any(kind == "Warning" and reason == "Failed" for kind, reason, _ in events), events
     assert not any(reason == "Completed" for _, reason, _ in events)
 
@@ -194,21 +171,21 @@ def test_run_waits_for_the_workflow_to_be_ready(rw: RunWhenEnv) -> None:
     rw.start_operator()
     rw.apply("WorkflowRun", "early", {"workflowRef": {"name": "late"}})
     wait_for(
-        lambda: _status(rw, "early").get("message") == 'waiting for Workflow "late"',
+        lambda: status_of(rw, "early").get("message") == 'waiting for Workflow "late"',
         30,
-        lambda: f"waiting for the Workflow; status: {_status(rw, 'early')}",
+        lambda: f"waiting for the Workflow; status: {status_of(rw, 'early')}",
     )
-    assert _status(rw, "early")["phase"] == "Pending"
+    assert status_of(rw, "early")["phase"] == "Pending"
 
     # The Workflow exists but cannot be Ready: its Workspace does not exist yet.
     rw.apply("Workflow", "late", {"workspaceRef": {"name": "later"}, "definition": DEFINITION})
     rw.wait_condition("Workflow", "late", status="False", reason="WaitingForWorkspace")
     wait_for(
-        lambda: _status(rw, "early").get("message") == 'waiting for Workflow "late" to be Ready',
+        lambda: status_of(rw, "early").get("message") == 'waiting for Workflow "late" to be Ready',
         30,
-        lambda: f"waiting for Ready; status: {_status(rw, 'early')}",
+        lambda: f"waiting for Ready; status: {status_of(rw, 'early')}",
     )
-    status = _status(rw, "early")
+    status = status_of(rw, "early")
     assert status["phase"] == "Pending"
     assert "triggerRequestedAt" not in status
     # Not finished: Ready False with the phase, and in progress (no Complete or Failed yet).
@@ -245,7 +222,7 @@ def test_crash_between_trigger_and_status_write_runs_once(rw: RunWhenEnv) -> Non
         wait_for(lambda: len(_sessions(rw, workflow_id)) == 1, 30, "the run session of the call")
     finally:
         proc.kill()
-    status = _status(rw, "crashy")
+    status = status_of(rw, "crashy")
     assert status.get("triggerRequestedAt"), status
     assert "runSessionId" not in status, status
     assert status["phase"] == "Pending"
@@ -261,7 +238,7 @@ def test_crash_between_trigger_and_status_write_runs_once(rw: RunWhenEnv) -> Non
     assert obj["status"]["triggerRequestedAt"] == status["triggerRequestedAt"]
     assert rw.emulator.requests()[RUN_POST] == 1
     assert len(rw.remote("runs")) == 1
-    triggered = [m for _, reason, m in _events(rw, "crashy") if reason == "Triggered"]
+    triggered = [m for _, reason, m in events_of(rw, "crashy") if reason == "Triggered"]
     assert len(triggered) == 1
     assert "found after the answer to the run call was lost" in triggered[0]
 
@@ -276,7 +253,7 @@ def test_ttl_deletes_the_finished_run(rw: RunWhenEnv) -> None:
         {"workflowId": wf["status"]["id"], "workspaceName": "ops", "ttlSecondsAfterFinished": 4},
     )
     obj = rw.wait_condition("WorkflowRun", "short-lived", "Complete", "True", timeout=60)
-    completed = _time(obj["status"]["completedAt"])
+    completed = parse_time(obj["status"]["completedAt"])
     assert obj["status"]["runSessionId"] == _sessions(rw, wf["status"]["id"])[0]["id"]
     rw.wait_gone("WorkflowRun", "short-lived", timeout=30)
     gone_after = (datetime.now(completed.tzinfo) - completed).total_seconds()
@@ -299,4 +276,4 @@ def test_two_replicas_deciding_on_the_same_version_run_once(rw: RunWhenEnv, cont
     assert rw.emulator.requests()[RUN_POST] == 1
     sessions = _sessions(rw, workflow_id)
     assert len(sessions) == 1, sessions
-    assert _status(rw, "contested")["runSessionId"] == sessions[0]["id"]
+    assert status_of(rw, "contested")["runSessionId"] == sessions[0]["id"]

@@ -7,21 +7,14 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client as k8s
 
 from tests.support.controlplane import Cluster
 from tests.support.operator import RunWhenEnv, wait_for
-from tests.support.replicas import two_replicas_on_one_version
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
-import testenv
+from tests.support.workflowruns import events_of, kubectl, parse_time, status_of, two_replicas_on_one_version
 
 pytestmark = pytest.mark.integration
 
@@ -50,27 +43,9 @@ def _sessions(rw: RunWhenEnv, uid: str) -> list[dict[str, Any]]:
     return [s for s in rw.remote("runSessions") if s.get("name") == f"k8s-workflowrun-{uid}"]
 
 
-def _status(rw: RunWhenEnv, name: str) -> dict[str, Any]:
-    return dict(rw.get("WorkflowRun", name).get("status") or {})
-
-
-def _events(rw: RunWhenEnv, name: str) -> list[tuple[str, str, str]]:
-    items = k8s.CoreV1Api(rw.api).list_namespaced_event(rw.namespace).items
-    return [(str(e.type), str(e.reason), str(e.message)) for e in items if e.involved_object.name == name]
-
-
-def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _kubectl(cluster: Cluster, *args: str) -> list[str]:
-    _, kubectl = testenv.ensure_helm()
-    return [str(kubectl), "--kubeconfig", str(cluster.kubeconfig), *args]
-
-
 def _wait(cluster: Cluster, namespace: str, condition: str, name: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        _kubectl(
+        kubectl(
             cluster, "-n", namespace, "wait", f"--for={condition}", f"workflowrun/{name}", "--timeout=60s"
         ),
         capture_output=True,
@@ -93,7 +68,7 @@ def test_a_run_is_one_named_session_of_the_workflow_tasks(rw: RunWhenEnv, contro
     waiter = _wait(control_plane, rw.namespace, "condition=Complete", "fix-it")
     assert waiter.returncode == 0, waiter.stderr
 
-    status = _status(rw, "fix-it")
+    status = status_of(rw, "fix-it")
     sessions = _sessions(rw, uid)
     assert len(sessions) == 1, rw.remote("runSessions")
     session = sessions[0]
@@ -113,13 +88,13 @@ def test_a_run_is_one_named_session_of_the_workflow_tasks(rw: RunWhenEnv, contro
     assert session["personaShortName"] in ("", "sre")
     assert session["runRequests"][0]["memo"][0]["context"] == {"alert": "pods crash-looping"}
     assert all(r["responseTime"] for r in session["runRequests"])
-    requested, queued = _time(status["triggerRequestedAt"]), _time(status["queuedAt"])
-    started, completed = _time(status["startedAt"]), _time(status["completedAt"])
+    requested, queued = parse_time(status["triggerRequestedAt"]), parse_time(status["queuedAt"])
+    started, completed = parse_time(status["startedAt"]), parse_time(status["completedAt"])
     assert requested.replace(microsecond=0) <= queued.replace(microsecond=0) <= started <= completed
     conditions = {c["type"]: c for c in status["conditions"]}
     assert (conditions["Complete"]["status"], conditions["Failed"]["status"]) == ("True", "False")
     assert rw.emulator.requests()[RUN_POST] == 1
-    reasons = [(kind, reason) for kind, reason, _ in _events(rw, "fix-it")]
+    reasons = [(kind, reason) for kind, reason, _ in events_of(rw, "fix-it")]
     assert ("Normal", "Triggered") in reasons
     assert ("Normal", "Completed") in reasons
 
@@ -147,7 +122,7 @@ def test_failed_tasks_show_in_the_phase(
     rw.apply("WorkflowRun", "doomed", {"workflowRef": {"name": "restart"}})
     waiter = _wait(control_plane, rw.namespace, "jsonpath={.status.completedAt}", "doomed")
     assert waiter.returncode == 0, waiter.stderr
-    status = _status(rw, "doomed")
+    status = status_of(rw, "doomed")
     assert status["phase"] == phase, status
     assert rw.condition("WorkflowRun", "doomed", "Complete")["status"] == complete
     assert rw.condition("WorkflowRun", "doomed", "Failed")["status"] == failed
@@ -205,7 +180,7 @@ def test_crash_between_start_and_status_write_runs_once(rw: RunWhenEnv) -> None:
         wait_for(lambda: len(_sessions(rw, uid)) == 1, 30, "the run session of the lost answer")
     finally:
         proc.kill()
-    status = _status(rw, "crashy")
+    status = status_of(rw, "crashy")
     assert status.get("triggerRequestedAt"), status
     assert "runSessionId" not in status, status
 
@@ -217,7 +192,7 @@ def test_crash_between_start_and_status_write_runs_once(rw: RunWhenEnv) -> None:
     assert len(sessions) == 1, sessions
     assert obj["status"]["runSessionId"] == sessions[0]["id"]
     assert rw.emulator.requests()[RUN_POST] == 1
-    triggered = [m for _, reason, m in _events(rw, "crashy") if reason == "Triggered"]
+    triggered = [m for _, reason, m in events_of(rw, "crashy") if reason == "Triggered"]
     assert len(triggered) == 1
     assert "found after the answer to the run call was lost" in triggered[0]
 
@@ -234,4 +209,4 @@ def test_two_replicas_deciding_on_the_same_version_run_once(rw: RunWhenEnv, cont
     assert rw.emulator.requests()[RUN_POST] == 1
     sessions = _sessions(rw, uid)
     assert len(sessions) == 1, sessions
-    assert _status(rw, "contested")["runSessionId"] == sessions[0]["id"]
+    assert status_of(rw, "contested")["runSessionId"] == sessions[0]["id"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from typing import Any
 
@@ -757,6 +757,29 @@ async def workspace_issues(request: web.Request) -> web.Response:
     return _page(request, issues, _views(request).issue, limit, offset, echo=True)
 
 
+def _child_lister(kind: str, view: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The list handler of ``kind`` ("workflows" or "personas") answering with the view ``view``
+    (``workflow_v3``, ``persona_v4``, ...): limit/offset pages of the workspace's live objects."""
+
+    async def handler(request: web.Request) -> web.Response:
+        query = Query(request)
+        limit, offset = _limit_offset(query)
+        query.finish()
+        store = state_of(request).store
+        items = (
+            store.list_workflows(_ws(request)) if kind == "workflows" else store.list_personas(_ws(request))
+        )
+        return _page(request, items, getattr(_views(request), view), limit, offset)
+
+    return handler
+
+
+list_workflows_v3 = _child_lister("workflows", "workflow_v3")
+list_workflows_v4 = _child_lister("workflows", "workflow_v4")
+list_personas_v3 = _child_lister("personas", "persona_v3")
+list_personas_v4 = _child_lister("personas", "persona_v4")
+
+
 # --- handlers: workflows ------------------------------------------------------------------------
 
 
@@ -764,22 +787,6 @@ def _workflow(request: web.Request) -> Record:
     info = request.match_info
     short = info.get("workflow_short_name") or info["workflow_name"]
     return state_of(request).store.find_workflow(_ws(request), short)
-
-
-async def list_workflows_v3(request: web.Request) -> web.Response:
-    query = Query(request)
-    limit, offset = _limit_offset(query)
-    query.finish()
-    workflows = state_of(request).store.list_workflows(_ws(request))
-    return _page(request, workflows, _views(request).workflow_v3, limit, offset)
-
-
-async def list_workflows_v4(request: web.Request) -> web.Response:
-    query = Query(request)
-    limit, offset = _limit_offset(query)
-    query.finish()
-    workflows = state_of(request).store.list_workflows(_ws(request))
-    return _page(request, workflows, _views(request).workflow_v4, limit, offset)
 
 
 async def get_workflow_v3(request: web.Request) -> web.Response:
@@ -844,22 +851,6 @@ async def workflow_webhook_url(request: web.Request) -> web.Response:
 
 def _persona(request: web.Request) -> Record:
     return state_of(request).store.find_persona(_ws(request), request.match_info["persona_short_name"])
-
-
-async def list_personas_v3(request: web.Request) -> web.Response:
-    query = Query(request)
-    limit, offset = _limit_offset(query)
-    query.finish()
-    personas = state_of(request).store.list_personas(_ws(request))
-    return _page(request, personas, _views(request).persona_v3, limit, offset)
-
-
-async def list_personas_v4(request: web.Request) -> web.Response:
-    query = Query(request)
-    limit, offset = _limit_offset(query)
-    query.finish()
-    personas = state_of(request).store.list_personas(_ws(request))
-    return _page(request, personas, _views(request).persona_v4, limit, offset)
 
 
 async def get_persona_v3(request: web.Request) -> web.Response:

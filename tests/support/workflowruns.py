@@ -1,15 +1,43 @@
-"""Two WorkflowRun reconcilers deciding on the same cached version of one object, as a newly elected
-leader whose cache lags behind and a former leader's pass still running would."""
+"""Helpers of the WorkflowRun integration tests (both dialects): reading a run's status and events,
+`kubectl` on the test cluster, and two reconcilers deciding on the same cached version of one
+object, as a newly elected leader whose cache lags behind and a former leader's pass still running
+would."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
+from datetime import datetime
+from pathlib import Path
 from typing import Any
+
+from kubernetes import client as k8s
 
 from runwhen_operator.handlers import context, kube, runtime, workflowrun
 from runwhen_operator.reconcile import connections, listing
 from tests.support.controlplane import Cluster
 from tests.support.operator import RunWhenEnv
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
+import testenv
+
+
+def status_of(rw: RunWhenEnv, name: str) -> dict[str, Any]:
+    return dict(rw.get("WorkflowRun", name).get("status") or {})
+
+
+def events_of(rw: RunWhenEnv, name: str) -> list[tuple[str, str, str]]:
+    items = k8s.CoreV1Api(rw.api).list_namespaced_event(rw.namespace).items
+    return [(str(e.type), str(e.reason), str(e.message)) for e in items if e.involved_object.name == name]
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def kubectl(cluster: Cluster, *args: str) -> list[str]:
+    _, binary = testenv.ensure_helm()
+    return [str(binary), "--kubeconfig", str(cluster.kubeconfig), *args]
 
 
 def two_replicas_on_one_version(
