@@ -172,9 +172,9 @@ def test_webhook_token_secret_and_no_secret_leaks(rw: RunWhenEnv, emulator_facto
         },
     )
     wf = rw.wait_condition("Workflow", "paging")
-    core = k8s.CoreV1Api(rw.api)
-    wait_for(lambda: _secret_exists(core, rw.namespace, "paging-webhook"), 20, "webhook Secret")
-    secret = core.read_namespaced_secret("paging-webhook", rw.namespace)
+    wait_for(lambda: rw.read_secret("paging-webhook") is not None, 20, "webhook Secret")
+    secret = rw.read_secret("paging-webhook")
+    assert secret is not None
     remote_wf = rw.remote("workflows", "hooks")[0]
     assert remote_wf["id"] == wf["status"]["id"]
 
@@ -199,16 +199,6 @@ def test_webhook_token_secret_and_no_secret_leaks(rw: RunWhenEnv, emulator_facto
         assert secret_value not in logs
         assert secret_value not in str(rw.get("ClusterRunWhenConnection", "default"))
         assert not any(secret_value in (e.message or "") for e in _events(rw))
-
-
-def _secret_exists(core: k8s.CoreV1Api, namespace: str, name: str) -> bool:
-    try:
-        core.read_namespaced_secret(name, namespace)
-    except k8s.ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
 
 
 def test_fifty_and_fifty_under_faults_and_crashes_make_no_duplicates(rw: RunWhenEnv) -> None:
@@ -276,16 +266,6 @@ def test_fifty_and_fifty_under_faults_and_crashes_make_no_duplicates(rw: RunWhen
 ROTATE = "PATCH /api/v3/workspaces/{workspace_short_name}/workflows/{workflow_short_name}/rotate-token"
 
 
-def _token(core: k8s.CoreV1Api, namespace: str, name: str) -> str | None:
-    try:
-        secret = core.read_namespaced_secret(name, namespace)
-    except k8s.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return base64.b64decode((secret.data or {}).get("token", "")).decode() or None
-
-
 def test_webhook_secret_is_the_source_of_truth(rw: RunWhenEnv) -> None:
     """The platform hands a webhook token out once: the Secret is never read from RunWhen again on a
     resync or restart; a lost Secret and the rotation annotation rotate it."""
@@ -298,9 +278,8 @@ def test_webhook_secret_is_the_source_of_truth(rw: RunWhenEnv) -> None:
     }
     rw.apply("Workflow", "paging", spec)
     rw.wait_condition("Workflow", "paging")
-    core = k8s.CoreV1Api(rw.api)
-    wait_for(lambda: _token(core, rw.namespace, "paging-webhook") is not None, 20, "webhook Secret")
-    first = _token(core, rw.namespace, "paging-webhook")
+    wait_for(lambda: rw.secret_value("paging-webhook", "token") is not None, 20, "webhook Secret")
+    first = rw.secret_value("paging-webhook", "token")
     assert first == rw.remote("workflows", "hooks")[0]["webhookToken"]
     assert rw.emulator.requests()[rw.op("workflow.token")] == 1
 
@@ -315,24 +294,24 @@ def test_webhook_secret_is_the_source_of_truth(rw: RunWhenEnv) -> None:
     assert rw.emulator.requests()[rw.op("workflow.token")] == 0
     assert rw.emulator.write_count() == 0
     assert rw.k8s_resource_versions("Workflow") == versions
-    assert _token(core, rw.namespace, "paging-webhook") == first
+    assert rw.secret_value("paging-webhook", "token") == first
 
     # The Secret is lost: the token cannot be read again, so it is rotated and the new one written.
-    core.delete_namespaced_secret("paging-webhook", rw.namespace)
-    wait_for(lambda: _token(core, rw.namespace, "paging-webhook") not in (None, first), 20, "Secret back")
-    second = _token(core, rw.namespace, "paging-webhook")
+    k8s.CoreV1Api(rw.api).delete_namespaced_secret("paging-webhook", rw.namespace)
+    wait_for(lambda: rw.secret_value("paging-webhook", "token") not in (None, first), 20, "Secret back")
+    second = rw.secret_value("paging-webhook", "token")
     assert second == rw.remote("workflows", "hooks")[0]["webhookToken"]
     assert rw.emulator.requests()[ROTATE] == 1
 
     # A rotation asked for by annotation, once per new value.
     rw.annotate("Workflow", "paging", {"platform.runwhen.com/rotate-webhook-token": "2026-12-01"})
-    wait_for(lambda: _token(core, rw.namespace, "paging-webhook") not in (None, second), 20, "rotated")
+    wait_for(lambda: rw.secret_value("paging-webhook", "token") not in (None, second), 20, "rotated")
     wait_for(
         lambda: rw.get("Workflow", "paging")["status"].get("webhookTokenRotation") == "2026-12-01",
         20,
         "rotation recorded",
     )
-    assert _token(core, rw.namespace, "paging-webhook") == rw.remote("workflows", "hooks")[0]["webhookToken"]
+    assert rw.secret_value("paging-webhook", "token") == rw.remote("workflows", "hooks")[0]["webhookToken"]
     time.sleep(4)
     assert rw.emulator.requests()[ROTATE] == 2  # handled once, not at every pass
     assert "Traceback" not in proc.logs()

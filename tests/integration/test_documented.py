@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client as k8s
 
+from tests.contract.validator import load_exchanges
 from tests.support.emulator import CONTRACT_DIR_ENV, EmulatorProcess
 from tests.support.operator import RunWhenEnv, wait_for
 
@@ -36,7 +36,7 @@ class Wire:
         path = self.directory / f"exchanges-{self.emulator.pid}.jsonl"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [record for _, record, error in load_exchanges(path) if error is None]
 
     def mark(self) -> int:
         """A position: ``writes(since=mark)`` lists only what came after it."""
@@ -97,14 +97,9 @@ def _one(rw: RunWhenEnv, collection: str, workspace: str, name: str) -> dict[str
     return items[0] if items else None
 
 
-def _event_reasons(rw: RunWhenEnv, name: str) -> list[str]:
-    events = k8s.CoreV1Api(rw.api).list_namespaced_event(rw.namespace).items
-    return [str(e.reason) for e in events if e.involved_object.name == name]
-
-
 def _wait_event(rw: RunWhenEnv, name: str, reason: str) -> None:
     # Events are written after the remote write and the status patch: wait for them, do not race them.
-    wait_for(lambda: reason in _event_reasons(rw, name), 15, f"a {reason} event for {name}")
+    wait_for(lambda: reason in rw.event_reasons(name), 15, f"a {reason} event for {name}")
 
 
 def _connection_status(rw: RunWhenEnv) -> dict[str, Any]:
@@ -496,18 +491,8 @@ def test_webhook_token_secret(rw: RunWhenEnv) -> None:
         },
     )
     wf = rw.wait_condition("Workflow", "paging")
-    core = k8s.CoreV1Api(rw.api)
-
-    def secret() -> k8s.V1Secret | None:
-        try:
-            return core.read_namespaced_secret("paging-webhook", rw.namespace)
-        except k8s.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    wait_for(lambda: secret() is not None, 20, "the webhook Secret")
-    written = secret()
+    wait_for(lambda: rw.read_secret("paging-webhook") is not None, 20, "the webhook Secret")
+    written = rw.read_secret("paging-webhook")
     assert written is not None
     remote_wf = _one(rw, "workflows", "hooks", "paging")
     assert remote_wf is not None

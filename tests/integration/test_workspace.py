@@ -55,8 +55,8 @@ def test_remote_drift_is_corrected_and_delete_policy_removes(rw: RunWhenEnv) -> 
     rw.third_party.patch_workspace("beta", displayName="changed behind our back")
     wait_for(lambda: (rw.remote_workspace("beta") or {}).get("displayName") == "Beta", 20, "drift correction")
     # The Event is written after the remote fix and the status patch: wait for it, do not race it.
-    wait_for(lambda: "DriftCorrected" in _event_reasons(rw, "beta"), 10, "a DriftCorrected event")
-    assert "Updated" not in _event_reasons(rw, "beta")  # remote drift, not a spec change
+    wait_for(lambda: "DriftCorrected" in rw.event_reasons("beta"), 10, "a DriftCorrected event")
+    assert "Updated" not in rw.event_reasons("beta")  # remote drift, not a spec change
 
     # Deleted remotely: recreated.
     rw.third_party.delete_workspace("beta")
@@ -81,7 +81,7 @@ def test_adoption_policies(rw: RunWhenEnv) -> None:
     wait_for(
         lambda: rw.remote_workspace("taken")["displayName"] == "Ours now", 20, "the adopted workspace updated"
     )
-    wait_for(lambda: "Adopted" in _event_reasons(rw, "taken"), 10, "an Adopted event")
+    wait_for(lambda: "Adopted" in rw.event_reasons("taken"), 10, "an Adopted event")
 
 
 def test_observe_only_never_writes(rw: RunWhenEnv) -> None:
@@ -263,7 +263,3 @@ def _events_of(rw: RunWhenEnv, name: str) -> list[Any]:
 
     events = k8s.CoreV1Api(rw.api).list_namespaced_event(rw.namespace).items
     return [e for e in events if e.involved_object.name == name]
-
-
-def _event_reasons(rw: RunWhenEnv, name: str) -> list[str]:
-    return [e.reason for e in _events_of(rw, name)]

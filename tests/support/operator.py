@@ -9,6 +9,7 @@ the emulator, and helpers to read and wait on custom resources.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -305,6 +306,26 @@ class RunWhenEnv:
                 "stringData": data,
             },
         )
+
+    def read_secret(self, name: str) -> client.V1Secret | None:
+        """The Secret ``name`` of this namespace, or None when there is none."""
+        try:
+            return client.CoreV1Api(self.api).read_namespaced_secret(name, self.namespace)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def secret_value(self, name: str, key: str) -> str | None:
+        """The decoded value of ``key`` in the Secret ``name``; None without the Secret or the key."""
+        secret = self.read_secret(name)
+        value = ((secret.data if secret else None) or {}).get(key)
+        return base64.b64decode(value).decode() if value else None
+
+    def event_reasons(self, name: str) -> list[str]:
+        """The reasons of the Events about the object ``name`` in this namespace."""
+        events = client.CoreV1Api(self.api).list_namespaced_event(self.namespace).items
+        return [str(e.reason) for e in events if e.involved_object.name == name]
 
     # -- remote side -------------------------------------------------------------------------
     def remote(self, collection: str, workspace: str | None = None) -> list[dict[str, Any]]:

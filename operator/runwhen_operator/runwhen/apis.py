@@ -25,7 +25,7 @@ def _not_this_dialect(exc: errors.RunWhenError) -> bool:
         return False
     code = exc.status_code
     return (
-        code in (404, 405)
+        dialect.not_supported(exc)
         or (code is not None and 300 <= code < 400)
         or (isinstance(exc, errors.UnexpectedResponseError) and code is not None and 200 <= code < 300)
     )
