@@ -14,13 +14,22 @@ from runwhen_operator.runwhen import errors
 
 @dataclass
 class FakeExternal:
-    """A remote side holding at most one object; records the verbs called."""
+    """A remote side holding at most one object; records the verbs called. ``listed=False``: the
+    object is there but observation misses it (a listing that lies or lags behind);
+    ``recently_created``: what a miss reports (this process created it moments ago)."""
 
     remote: dict[str, Any] | None = None
     desired_body: dict[str, Any] = field(default_factory=lambda: {"displayName": "want"})
     idempotent_create: bool = False
     fail_on: dict[str, Exception] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    listed: bool = True
+    recently_created: bool = False
+
+    def _miss(self) -> engine.Observation:
+        if self.recently_created:
+            return engine.Observation(exists=False, recently_created=True)
+        return engine.Observation(exists=False)
 
     def describe(self, desired: Any) -> str:
         return 'thing "x"'
@@ -28,10 +37,10 @@ class FakeExternal:
     async def observe(self, desired: Any, external_id: Any, *, lookup_by_name: bool) -> engine.Observation:
         self.calls.append(f"observe(by_name={lookup_by_name})")
         self._maybe_fail("observe")
-        if self.remote is None:
-            return engine.Observation(exists=False)
+        if self.remote is None or not self.listed:
+            return self._miss()
         if external_id is None and not lookup_by_name:
-            return engine.Observation(exists=False)
+            return self._miss()
         drift = diff.drifted_fields(self.desired_body, self.remote)
         return engine.Observation(
             True, dict(self.remote), not drift, drift, self.remote["id"], self.remote.get("createdAt")
@@ -53,6 +62,8 @@ class FakeExternal:
     async def delete(self, desired: Any, observation: engine.Observation) -> None:
         self.calls.append("delete")
         self._maybe_fail("delete")
+        if self.remote is None:
+            raise errors.NotFoundError("no such thing")
         self.remote = None
 
     def _maybe_fail(self, verb: str) -> None:
@@ -80,6 +91,9 @@ class Case:
     events: tuple[str, ...] = ()
     fail_on: dict[str, Exception] = field(default_factory=dict)
     idempotent: bool = False  # the API creates by an upsert by name
+    listed: bool = True  # False: the object is there, observation misses it
+    recently_created: bool = False  # a miss says this process created the object moments ago
+    gone_after: bool | None = None  # whether the remote object is gone at the end (None: not checked)
 
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -383,15 +397,104 @@ CASES = [
         events=("Deleted",),
     ),
     Case(
-        "delete, already gone remotely",
+        "delete, already gone remotely: the DELETE is sent anyway, its 404 is success",
         {"deleting": True, "external_id": 7},
         None,
-        ["observe(by_name=False)"],
+        ["observe(by_name=False)", "delete"],
         engine.Action.DELETE,
         ("False", "Deleting"),
         ("True", "ReconcileSuccess"),
         requeue=engine.Requeue.NEVER,
         finalized=True,
+    ),
+    Case(
+        "delete, ours but not listed (a lying listing): the DELETE is sent, nothing leaks",
+        {"deleting": True, "external_id": 7},
+        MINE,
+        ["observe(by_name=False)", "delete"],
+        engine.Action.DELETE,
+        ("False", "Deleting"),
+        ("True", "ReconcileSuccess"),
+        requeue=engine.Requeue.NEVER,
+        finalized=True,
+        events=("Deleted",),
+        listed=False,
+        gone_after=True,
+    ),
+    Case(
+        "delete, created moments ago and not listed: the DELETE finds it",
+        {"deleting": True, "external_id": 7},
+        MINE,
+        ["observe(by_name=False)", "delete"],
+        engine.Action.DELETE,
+        ("False", "Deleting"),
+        ("True", "ReconcileSuccess"),
+        requeue=engine.Requeue.NEVER,
+        finalized=True,
+        events=("Deleted",),
+        listed=False,
+        recently_created=True,
+        gone_after=True,
+    ),
+    Case(
+        "delete, created moments ago, the DELETE says 404: not trusted, again soon",
+        {"deleting": True, "external_id": 7},
+        None,
+        ["observe(by_name=False)", "delete"],
+        engine.Action.NONE,
+        ("False", "Deleting"),
+        ("False", "Deleting"),
+        requeue=engine.Requeue.SOON,
+        recently_created=True,
+    ),
+    Case(
+        "delete, pending create not found, no id recorded: nothing to address",
+        {"deleting": True, "create_pending": True},
+        None,
+        ["observe(by_name=True)"],
+        engine.Action.DELETE,
+        ("False", "Deleting"),
+        ("True", "ReconcileSuccess"),
+        requeue=engine.Requeue.NEVER,
+        finalized=True,
+    ),
+    Case(
+        "ours, created moments ago, not listed yet: no second create, again soon, Ready kept",
+        {"external_id": 7},
+        MINE,
+        ["observe(by_name=False)"],
+        engine.Action.NONE,
+        None,
+        ("False", "Creating"),
+        requeue=engine.Requeue.SOON,
+        listed=False,
+        recently_created=True,
+        gone_after=False,
+    ),
+    Case(
+        "pending create made moments ago, not listed yet: no second create, Creating",
+        {"create_pending": True},
+        None,
+        ["observe(by_name=True)"],
+        engine.Action.NONE,
+        ("False", "Creating"),
+        ("False", "Creating"),
+        requeue=engine.Requeue.SOON,
+        pending_after=True,
+        recently_created=True,
+    ),
+    Case(
+        "upsert API: made moments ago, status lost, not listed yet: again soon",
+        {"owner_since": T0},
+        MINE,
+        ["observe(by_name=True)"],
+        engine.Action.NONE,
+        ("False", "Creating"),
+        ("False", "Creating"),
+        requeue=engine.Requeue.SOON,
+        idempotent=True,
+        listed=False,
+        recently_created=True,
     ),
     Case(
         "delete, policy Orphan: no remote call",
@@ -437,6 +540,8 @@ async def test_engine_table(case: Case) -> None:
         remote=dict(case.remote) if case.remote else None,
         fail_on=case.fail_on,
         idempotent_create=case.idempotent,
+        listed=case.listed,
+        recently_created=case.recently_created,
     )
     marked: list[bool] = []
 
@@ -455,6 +560,8 @@ async def test_engine_table(case: Case) -> None:
     assert bool(marked) is case.pending_marked
     assert outcome.create_pending is case.pending_after
     assert tuple(e.reason for e in outcome.events) == case.events
+    if case.gone_after is not None:
+        assert (ext.remote is None) is case.gone_after
     if isinstance(case.fail_on.get("create"), errors.RejectedAfterCreateError):
         assert outcome.external_id == "x"  # recorded: the object exists and is this resource's
 

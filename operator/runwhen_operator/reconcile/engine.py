@@ -6,11 +6,16 @@ own) and the observation, and returns an `Outcome`: the conditions to show, the 
 record, the events to emit and when to look again. It writes nothing to Kubernetes itself; the one
 exception is `mark_pending`, the caller's hook that records "a create is about to be sent" before
 the create goes out, so that a lost answer or a crash never leads to a second remote object.
+
+A miss is never taken on trust where it would make a second object or leak one: an object the
+status says is ours is deleted by a DELETE whatever a listing says (a 404 is success), and a miss
+of an object this process created moments ago (``Observation.recently_created``) is looked at again
+soon instead of being created again, or finalized on a 404.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -70,6 +75,9 @@ class Observation:
     diff: Item = field(default_factory=dict)
     external_id: Any = None
     created_at: datetime | None = None  # when the server created it, where it says
+    #: this process created it moments ago and the server has not shown it since (what was seen is
+    #: this process's own write): "not found" may be a server that lags behind, and is not trusted
+    recently_created: bool = False
 
 
 class External(Protocol[D_contra]):
@@ -210,10 +218,24 @@ async def _finalize(request: Request[D], external: External[D], what: str) -> Ou
     foreign = request.external_id is None and not request.create_pending
     if observation.exists and foreign and not _created_by_us(request, observation):
         return _nothing_to_delete(what)
-    if observation.exists:
-        with contextlib.suppress(errors.NotFoundError):
-            await external.delete(request.desired, observation)
-        events.append(Event("Normal", "Deleted", f"deleted {what} in RunWhen"))
+    if observation.exists or request.external_id is not None:
+        # One the status says is ours is deleted whatever the listing says: a lying or lagging
+        # listing must not leak it. The DELETE answering 404 is success, unless this process
+        # created the object moments ago (then the server may not show it yet: try again soon).
+        target = (
+            observation
+            if observation.exists
+            else dataclasses.replace(observation, external_id=request.external_id)
+        )
+        try:
+            await external.delete(request.desired, target)
+        except errors.NotFoundError:
+            if observation.recently_created:
+                return _not_shown_yet(request, what, deleting=True)
+            if observation.exists:
+                events.append(Event("Normal", "Deleted", f"deleted {what} in RunWhen"))
+        else:
+            events.append(Event("Normal", "Deleted", f"deleted {what} in RunWhen"))
     return Outcome(
         action=Action.DELETE,
         ready=ConditionState("False", REASON_DELETING, f"deleted {what}"),
@@ -233,6 +255,8 @@ async def _sync(request: Request[D], external: External[D], mark_pending: MarkPe
     if not request.managed:
         return _observe_only(request, observation, what)
     if not observation.exists:
+        if observation.recently_created:
+            return _not_shown_yet(request, what, deleting=False)
         return await _create(request, external, mark_pending, what)
 
     events: list[Event] = []
@@ -309,6 +333,27 @@ async def _create(
         remote=created.remote,
         create_pending=False,
         events=[Event("Normal", reason, f"{verb} {what} in RunWhen")],
+    )
+
+
+def _not_shown_yet(request: Request[Any], what: str, *, deleting: bool) -> Outcome:
+    """This process created the object moments ago and the server does not show it (yet): neither
+    create it again nor take it for gone; look again soon. Ready is left as it is for an object
+    already recorded as ours."""
+    if deleting:
+        reason = REASON_DELETING
+        message = f"RunWhen does not show {what}, created moments ago, yet; deleting it again shortly"
+    else:
+        reason = REASON_CREATING
+        message = f"RunWhen does not show {what}, created moments ago, yet; looking again before creating it"
+    state = ConditionState("False", reason, message)
+    return Outcome(
+        action=Action.NONE,
+        ready=state if deleting or request.external_id is None else None,
+        synced=state,
+        external_id=request.external_id,
+        create_pending=request.create_pending,
+        requeue=Requeue.SOON,
     )
 
 

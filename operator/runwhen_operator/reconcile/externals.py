@@ -5,6 +5,12 @@ server speaks. Workspaces are addressed by name and patched, so only drifted fie
 Workflows and personas are written whole when any field drifted (a PUT by id, or an upsert by
 name); the dialect says which field identifies them. All observation goes through the coalesced
 listing cache.
+
+A miss is confirmed before it is acted on: a miss in a cached listing with a fresh one, and a miss
+of an object the status says is ours (``external_id``) with a direct read by identity, so a listing
+that lies or lags behind neither makes a second object nor skips a DELETE. A miss of an object this
+process created moments ago is reported as such (``Observation.recently_created``, from the listing
+cache), for the engine to look again soon rather than create it again.
 """
 
 from __future__ import annotations
@@ -81,22 +87,35 @@ class WorkspaceExternal:
     async def observe(
         self, desired: WorkspaceDesired, external_id: Any, *, lookup_by_name: bool
     ) -> engine.Observation:
+        name = external_id or desired.name
         found = await self._cache.get(
             self._scope, self._api.workspace_listing, id_field="name", max_age=self._max_age
         )
-        remote = found.find(external_id or desired.name)
+        remote = found.find(name)
         if remote is None and self._max_age > 0:
             # A miss in a cached listing leads to a POST (which the platform would answer by
             # renaming a taken name): confirm it with a fresh listing first.
             found = await self._cache.get(
                 self._scope, self._api.workspace_listing, id_field="name", max_age=0
             )
-            remote = found.find(external_id or desired.name)
+            remote = found.find(name)
+        if remote is None and external_id is not None:
+            # Ours, and not listed: a listing may lie or lag; only the object itself says it is gone.
+            remote = await self._api.read_workspace(name)
+            if remote is not None:
+                self._cache.clear_created(self._scope, name)
+                self._cache.upsert(self._scope, remote)
+        recent = self._cache.recently_created(self._scope, name)
         if remote is None:
-            return engine.Observation(exists=False)
+            return engine.Observation(exists=False, recently_created=recent)
         drift = diff.drifted_fields(desired.body, remote, WORKSPACE_SET_KEYS, WORKSPACE_EXACT_KEYS)
         return engine.Observation(
-            exists=True, remote=remote, up_to_date=not drift, diff=drift, external_id=remote["name"]
+            exists=True,
+            remote=remote,
+            up_to_date=not drift,
+            diff=drift,
+            external_id=remote["name"],
+            recently_created=recent,
         )
 
     async def create(self, desired: WorkspaceDesired) -> engine.Observation:
@@ -104,11 +123,13 @@ class WorkspaceExternal:
             created = await self._api.new_workspace(desired.name, desired.body)
         except errors.RejectedAfterCreateError:
             self._cache.upsert(self._scope, {"name": desired.name})
+            self._cache.mark_created(self._scope, desired.name)
             raise
         except errors.WriteOutcomeUnknownError:
             self._cache.invalidate(self._scope)
             raise
         self._cache.upsert(self._scope, created)
+        self._cache.mark_created(self._scope, created["name"])
         return engine.Observation(exists=True, remote=created, external_id=created["name"])
 
     async def update(self, desired: WorkspaceDesired, observation: engine.Observation) -> engine.Observation:
@@ -118,10 +139,12 @@ class WorkspaceExternal:
         return engine.Observation(exists=True, remote=updated, external_id=updated["name"])
 
     async def delete(self, desired: WorkspaceDesired, observation: engine.Observation) -> None:
+        name = observation.external_id or desired.name
         try:
-            await self._api.remove_workspace(observation.external_id)
+            await self._api.remove_workspace(name)
         finally:
-            self._cache.remove(self._scope, observation.external_id)
+            self._cache.remove(self._scope, name)
+        self._cache.clear_created(self._scope, name)
 
 
 @dataclass(frozen=True)
@@ -152,7 +175,7 @@ class ChildExternal:
     def describe(self, desired: ChildDesired) -> str:
         return f'{self._kind.label} "{desired.name}" in workspace "{desired.workspace}"'
 
-    def _observation(self, desired: ChildDesired, remote: Item) -> engine.Observation:
+    def _observation(self, desired: ChildDesired, remote: Item, recent: bool) -> engine.Observation:
         drift = diff.drifted_fields(desired.body, remote, self._kind.set_keys, self._kind.exact_keys)
         return engine.Observation(
             exists=True,
@@ -161,11 +184,13 @@ class ChildExternal:
             diff=drift,
             external_id=remote.get("id"),
             created_at=models.parse_time(remote.get("createdAt")),
+            recently_created=recent,
         )
 
     async def observe(
         self, desired: ChildDesired, external_id: Any, *, lookup_by_name: bool
     ) -> engine.Observation:
+        scope = self._scope(desired.workspace)
         try:
             remote = await self._find(desired, external_id, lookup_by_name, self._max_age)
             if (
@@ -178,10 +203,18 @@ class ChildExternal:
                 # by name cannot, so a new object needs no confirmation there).
                 remote = await self._find(desired, external_id, lookup_by_name, 0.0)
         except errors.NotFoundError:
-            return engine.Observation(exists=False)  # the workspace is gone, and its children with it
+            remote = None  # the workspace is gone, and its children with it
+        if remote is None and external_id is not None:
+            # Ours, and not listed: a listing may lie or lag; only the object itself says it is gone.
+            key = desired.name if self._api.child_key == "name" else external_id
+            remote = await self._api.read_child(self._kind, desired.workspace, key)
+            if remote is not None:
+                self._cache.clear_created(scope, desired.name)
+                self._cache.upsert(scope, remote)
+        recent = self._cache.recently_created(scope, desired.name)
         if remote is None:
-            return engine.Observation(exists=False)
-        return self._observation(desired, remote)
+            return engine.Observation(exists=False, recently_created=recent)
+        return self._observation(desired, remote, recent)
 
     async def _find(
         self, desired: ChildDesired, external_id: Any, lookup_by_name: bool, max_age: float
@@ -202,8 +235,12 @@ class ChildExternal:
         return remote
 
     def _key(self, desired: ChildDesired, observation: engine.Observation) -> Any:
+        """The object's ``child_key`` value: from what was observed, else from the desired name (short
+        names) or the recorded id (ids)."""
         remote = observation.remote or {}
-        return remote.get(self._api.child_key, desired.name if self._api.child_key == "name" else None)
+        if self._api.child_key == "name":
+            return remote.get("name", desired.name)
+        return remote.get("id", observation.external_id)
 
     async def create(self, desired: ChildDesired) -> engine.Observation:
         scope = self._scope(desired.workspace)
@@ -213,6 +250,7 @@ class ChildExternal:
             self._cache.invalidate(scope)
             raise
         self._cache.upsert(scope, created)
+        self._cache.mark_created(scope, desired.name)
         return engine.Observation(exists=True, remote=created, external_id=created.get("id"))
 
     async def update(self, desired: ChildDesired, observation: engine.Observation) -> engine.Observation:
@@ -227,8 +265,10 @@ class ChildExternal:
         return engine.Observation(exists=True, remote=updated, external_id=updated.get("id"))
 
     async def delete(self, desired: ChildDesired, observation: engine.Observation) -> None:
+        scope = self._scope(desired.workspace)
         key = self._key(desired, observation)
         try:
             await self._api.remove_child(self._kind, desired.workspace, key)
         finally:
-            self._cache.remove(self._scope(desired.workspace), key)
+            self._cache.remove(scope, key)
+        self._cache.clear_created(scope, desired.name)

@@ -133,6 +133,11 @@ class Api(Protocol):
 
     async def workspace_listing(self) -> list[Item]: ...
 
+    async def read_workspace(self, name: str) -> Item | None:
+        """The workspace called ``name``, read by itself rather than from a listing (the last word
+        when a listing does not show it); None when the server answers 404."""
+        ...
+
     async def new_workspace(self, name: str, body: Mapping[str, Any]) -> Item:
         """Create it with the fields of ``body``; ``errors.WorkspaceRenamedError`` if the server gave
         the new workspace another name (it is deleted again before raising)."""
@@ -150,6 +155,11 @@ class Api(Protocol):
 
     # workflows and personas
     async def child_listing(self, kind: ChildKind, workspace: str) -> list[Item]: ...
+
+    async def read_child(self, kind: ChildKind, workspace: str, key: Any) -> Item | None:
+        """One workflow or persona read by itself, by its ``child_key`` value (short name or id);
+        None when the server answers 404 (no such object, or no such workspace)."""
+        ...
 
     async def new_child(self, kind: ChildKind, workspace: str, body: Mapping[str, Any]) -> Item: ...
 

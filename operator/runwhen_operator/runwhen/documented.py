@@ -201,6 +201,13 @@ class DocumentedApi(dialect.Base):
     async def workspace_listing(self) -> list[dialect.Item]:
         return await _collect(self.list_workspaces())
 
+    async def read_workspace(self, name: str) -> dialect.Item | None:
+        """``GET /api/v3/workspaces/{workspace_name}``; None on 404."""
+        try:
+            return (await self.get_workspace(name)).wire()
+        except errors.NotFoundError:
+            return None
+
     async def new_workspace(self, name: str, body: Mapping[str, Any]) -> dialect.Item:
         return (await self.create_workspace({"name": name, **body})).wire()
 
@@ -229,6 +236,17 @@ class DocumentedApi(dialect.Base):
     async def child_listing(self, kind: dialect.ChildKind, workspace: str) -> list[dialect.Item]:
         listing = self._child_calls(kind)[0]
         return await _collect(listing(workspace))
+
+    async def read_child(self, kind: dialect.ChildKind, workspace: str, key: Any) -> dialect.Item | None:
+        """``GET /api/v3/workspaces/{workspace_name}/workflows/{workflow_id}`` (or
+        ``.../personas/{persona_id}``) by id; None on 404."""
+        read = self.get_workflow if kind is dialect.WORKFLOW else self.get_persona
+        try:
+            found = await read(workspace, int(key))
+        except errors.NotFoundError:
+            return None
+        wire: dialect.Item = found.wire()
+        return wire
 
     async def new_child(
         self, kind: dialect.ChildKind, workspace: str, body: Mapping[str, Any]

@@ -278,6 +278,13 @@ class PlatformApi(dialect.Base):
         wire = await self._rw.call(WorkspaceWire, "GET", WORKSPACE_GET, {"workspace_short_name": name})
         return self._workspace_item(wire)
 
+    async def read_workspace(self, name: str) -> dialect.Item | None:
+        """``GET /api/v3/workspaces/{workspace_short_name}``; None on 404."""
+        try:
+            return await self.get_workspace(name)
+        except errors.NotFoundError:
+            return None
+
     async def new_workspace(self, name: str, body: Mapping[str, Any]) -> dialect.Item:
         _check_workspace_fields(self.workspace_body(body))  # before anything is created
         created = await self._rw.call(WorkspaceCreated, "POST", WORKSPACES, {}, body={"name": name})
@@ -423,6 +430,14 @@ class PlatformApi(dialect.Base):
         _, one, _, param = self._paths(kind)
         wire = await self._rw.call(ChildWire, "GET", one, {"workspace_name": workspace, param: short})
         return self._child_item(workspace, wire)
+
+    async def read_child(self, kind: dialect.ChildKind, workspace: str, key: Any) -> dialect.Item | None:
+        """``GET /api/v4/workspaces/{workspace_name}/workflows/{workflow_name}`` (or
+        ``.../personas/{persona_short_name}``) by short name; None on 404."""
+        try:
+            return await self.get_child(kind, workspace, str(key))
+        except errors.NotFoundError:
+            return None
 
     async def new_child(
         self, kind: dialect.ChildKind, workspace: str, body: Mapping[str, Any]
