@@ -57,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("RUNWHEN_CONNECTION_CHECK_INTERVAL", "60s"),
         help="how often connections re-read their Secret",
     )
+    run.add_argument(
+        "--create-grace",
+        default=env("RUNWHEN_CREATE_GRACE", "30s"),
+        help="after creating an object, how long a listing that does not show it is not trusted",
+    )
+    run.add_argument(
+        "--kube-timeout",
+        default=env("RUNWHEN_KUBE_TIMEOUT", "30s"),
+        help="deadline of each Kubernetes API call the operator makes besides Kopf's watches",
+    )
     run.add_argument("--log-format", choices=["text", "json"], default=env("RUNWHEN_LOG_FORMAT", "text"))
     run.add_argument("--log-level", default=env("RUNWHEN_LOG_LEVEL", "info"))
     crds = sub.add_parser("crds", help="print the generated CustomResourceDefinitions")
@@ -104,6 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     options = context.Options(
         default_poll_interval=common.parse_duration(args.poll_interval),
         connection_check_interval=common.parse_duration(args.connection_check_interval),
+        create_grace=common.parse_duration(args.create_grace),
     )
     collector = metrics.PrometheusMetrics()
     if args.metrics_port:
@@ -119,6 +130,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.health_port
         else None,
         metrics=collector,
+        kube_timeout=common.parse_duration(args.kube_timeout),
         client_options={"on_request": collector.on_request, "on_retry": collector.on_retry},
     )
     try:

@@ -38,5 +38,7 @@ def configure(fmt: str = "text", level: str = "info") -> None:
     root.setLevel(level.upper())
     # Request-level chatter of the HTTP stacks stays out of INFO logs.
     # Kopf reports every watch-handler call at INFO; the reconcilers log what matters themselves.
-    for noisy in ("httpx", "httpcore", "kubernetes.client.rest", "urllib3", "aiohttp.access", "kopf.objects"):
+    for noisy in ("httpx", "httpcore", "kubernetes.client.rest", "urllib3", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # Kopf reports every handler call at INFO: kept for debugging.
+    logging.getLogger("kopf.objects").setLevel(root.level if root.level <= logging.DEBUG else logging.WARNING)

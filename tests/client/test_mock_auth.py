@@ -343,3 +343,23 @@ def test_opaque_access_token_has_no_known_expiry() -> None:
     session = authenticator._parse_tokens(response, wall=0.0, mono=0.0, previous_refresh=None)
     assert session.access_expires is None
     assert session.access_fresh(1e12)
+
+
+async def test_closing_the_client_during_a_token_renewal_does_not_kill_its_waiters() -> None:
+    """A connection's client closed or rebuilt (its Secret rotated) while requests wait for a shared
+    token renewal: each waiter gets a transport error it handles, never the renewal's cancellation
+    (which would end the worker task that awaited it)."""
+    started = asyncio.Event()
+
+    async def post_token(path: str, **_: Any) -> Any:
+        started.set()
+        await asyncio.sleep(3600)  # an answer that does not come before the client is closed
+        raise AssertionError("not reached")
+
+    authenticator = auth.JwtAuthenticator(auth.PasswordCredentials("u", "p"), post_token)  # type: ignore[arg-type]
+    waiters = [asyncio.create_task(authenticator.authorization()) for _ in range(5)]
+    await started.wait()
+    await authenticator.aclose()
+    results = await asyncio.gather(*waiters, return_exceptions=True)
+    assert all(isinstance(r, errors.TransportError) for r in results), results
+    assert not any(w.cancelled() for w in waiters)

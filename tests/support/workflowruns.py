@@ -56,12 +56,12 @@ def two_replicas_on_one_version(
         contexts = []
         for _ in range(2):
             ctx = context.Context(
-                controller=runtime.Controller(workers=1),
+                slots=runtime.Slots(workers=1),
                 kube=kube.Kube(kube.load_configuration(str(control_plane.kubeconfig))),
                 registry=registry,
                 listings=listing.ListingCache(),
             )
-            ctx.controller.store.put("WorkflowRun", seen_by_both)
+            ctx.slots.open(*key.object).written = seen_by_both
             contexts.append(ctx)
         try:
             first, second = (workflowrun.WorkflowRunReconciler(ctx) for ctx in contexts)

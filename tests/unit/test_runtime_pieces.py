@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from runwhen_operator.handlers import context, runtime
+from runwhen_operator.handlers import context, operator, runtime
 from runwhen_operator.reconcile import diff, listing
 
 
@@ -114,38 +114,67 @@ def test_set_condition_keeps_transition_time_unless_status_changes() -> None:
     assert first.endswith("Z")
 
 
-async def test_work_queue_dedupes_and_never_runs_a_key_twice_at_once() -> None:
-    controller = runtime.Controller(workers=4)
-    running: set[runtime.Key] = set()
+class _Stopped:
+    """What a Kopf daemon is given as `stopped`: falsy until the daemon is asked to exit."""
+
+    def __init__(self) -> None:
+        self._flag = asyncio.Event()
+        self.reason = None
+
+    def __bool__(self) -> bool:
+        return self._flag.is_set()
+
+    def stop(self) -> None:
+        self._flag.set()
+
+    async def wait(self) -> None:
+        await self._flag.wait()
+
+
+def _runner(reconcile, backoff: runtime.Backoff | None = None) -> operator.Runner:  # type: ignore[no-untyped-def]
+    runner = operator.Runner(operator.Config())
+    runner.ctx = context.Context(
+        slots=runtime.Slots(workers=4, backoff=backoff),
+        kube=None,  # type: ignore[arg-type]
+        registry=None,  # type: ignore[arg-type]
+        listings=listing.ListingCache(),
+    )
+    runner.reconcilers[("K", "reconcile")] = reconcile
+    return runner
+
+
+def _body(rv: str = "1", handled: bool = True) -> dict[str, object]:
+    status = {"lastHandledConfiguration": "{}"} if handled else {}
+    return {"metadata": {"name": "a", "namespace": "ns", "resourceVersion": rv}, "status": status}
+
+
+async def test_a_handler_and_the_daemon_never_run_one_object_twice_at_once() -> None:
+    running = 0
     overlaps = 0
     runs = 0
 
     async def reconcile(key: runtime.Key) -> runtime.Result:
-        nonlocal overlaps, runs
-        if key in running:
-            overlaps += 1
-        running.add(key)
+        nonlocal running, overlaps, runs
+        running += 1
+        overlaps += running > 1
         runs += 1
-        await asyncio.sleep(0.02)
-        running.discard(key)
-        return runtime.Result()
+        await asyncio.sleep(0.01)
+        running -= 1
+        return runtime.Result(after=0.005)
 
-    controller.register("K", reconcile)
-    controller.start()
-    key = runtime.Key("K", "ns", "a")
-    for _ in range(10):
-        controller.enqueue(key)
-    await asyncio.sleep(0.005)
-    for _ in range(10):
-        controller.enqueue(key)  # while it runs: one more pass afterwards, not ten
-    await asyncio.sleep(0.2)
-    await controller.stop()
+    runner = _runner(reconcile)
+    stopped = _Stopped()
+    daemon = asyncio.create_task(runner.daemon("K", "reconcile", _body(), stopped, {}))  # type: ignore[arg-type]
+    await asyncio.sleep(0.02)
+    await asyncio.gather(*(runner.changed("K", _body(), {}, {}) for _ in range(5)))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    stopped.stop()
+    await asyncio.wait_for(daemon, 1)
     assert overlaps == 0
-    assert runs == 2
+    assert runs >= 7  # the five handled changes and the daemon's own passes, one after another
 
 
-async def test_errors_back_off_and_success_schedules_the_poll() -> None:
-    controller = runtime.Controller(workers=1, backoff=runtime.Backoff(base=0.05, cap=0.2))
+async def test_errors_back_off_and_success_schedules_nothing_more() -> None:
     times: list[float] = []
     loop = asyncio.get_running_loop()
 
@@ -155,23 +184,50 @@ async def test_errors_back_off_and_success_schedules_the_poll() -> None:
             return runtime.Result(error=True)
         return runtime.Result(after=None)
 
-    controller.register("K", reconcile)
-    controller.start()
-    controller.enqueue(runtime.Key("K", "", "x"))
+    runner = _runner(reconcile, backoff=runtime.Backoff(base=0.05, cap=0.2))
+    stopped = _Stopped()
+    daemon = asyncio.create_task(runner.daemon("K", "reconcile", _body(), stopped, {}))  # type: ignore[arg-type]
     await asyncio.sleep(1.0)
-    await controller.stop()
-    assert len(times) == 4  # three failures retried, then success with no further schedule
+    stopped.stop()
+    await asyncio.wait_for(daemon, 1)
+    assert len(times) == 4  # three failures retried, then success with no further pass
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[0] >= 0.02
     assert gaps[2] >= 0.04
 
 
-def test_store_keeps_the_newest_resource_version() -> None:
-    store = runtime.Store()
-    new = {"metadata": {"name": "a", "namespace": "n", "uid": "u", "resourceVersion": "10"}}
-    old = {"metadata": {"name": "a", "namespace": "n", "uid": "u", "resourceVersion": "9"}}
-    assert store.put("K", new)
-    assert not store.put("K", old)
-    assert store.get("K", "n", "a") is new
-    recreated = {"metadata": {"name": "a", "namespace": "n", "uid": "other", "resourceVersion": "3"}}
-    assert store.put("K", recreated)
+async def test_a_new_object_waits_for_its_change_handler_and_a_wake_runs_a_pass_at_once() -> None:
+    runs = 0
+
+    async def reconcile(key: runtime.Key) -> runtime.Result:
+        nonlocal runs
+        runs += 1
+        return runtime.Result(after=3600)
+
+    runner = _runner(reconcile)
+    stopped = _Stopped()
+    daemon = asyncio.create_task(
+        runner.daemon("K", "reconcile", _body(handled=False), stopped, {})  # type: ignore[arg-type]
+    )
+    await asyncio.sleep(0.05)
+    assert runs == 0  # not handled yet: the daemon does not race the create handler
+    assert runner.ctx is not None
+    runner.ctx.slots.wake("K", "ns", "a")  # a parent turned Ready, a connection was fixed
+    await asyncio.sleep(0.05)
+    assert runs == 1
+    stopped.stop()
+    await asyncio.wait_for(daemon, 1)
+    assert runner.ctx.slots.get("K", "ns", "a") is None  # the slot goes with its daemon
+
+
+def test_slot_body_is_the_newest_and_the_provisional_until_kopf_applied_it() -> None:
+    slot = runtime.Slot(("K", "ns", "a"))
+    slot.live = {"metadata": {"resourceVersion": "10"}, "status": {"x": 1}}
+    slot.written = {"metadata": {"resourceVersion": "9"}, "status": {"x": 0}}
+    assert slot.body() == slot.live  # an older write never hides what Kopf saw since
+    slot.written = {"metadata": {"resourceVersion": "11"}, "status": {"x": 2}}
+    assert slot.body() == slot.written  # the operator's own write, before its watch event
+    slot.pending_rv, slot.provisional = 11, {"metadata": {"resourceVersion": "11"}, "status": {"x": 3}}
+    assert slot.body() == slot.provisional  # a handler's status that Kopf is about to apply
+    slot.live = {"metadata": {"resourceVersion": "12"}, "status": {"x": 3}}
+    assert slot.body() == slot.live

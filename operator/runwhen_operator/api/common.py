@@ -48,6 +48,7 @@ __all__ = [
     "MAX_OBJECT_NAME_LENGTH",
     "NAME_IMMUTABLE_RULE",
     "PAUSED_VALUES",
+    "STATUS_LAST_HANDLED",
     "VERSION",
     "WORKSPACE_PARENT_RULES",
     "AdoptionPolicy",
@@ -73,6 +74,7 @@ __all__ = [
     "conditions_field",
     "format_duration",
     "format_timestamp",
+    "last_handled_field",
     "parse_duration",
     "remote_name_root_rules",
     "truncate",
@@ -480,8 +482,28 @@ def conditions_field(description: str = _CONDITIONS_DESCRIPTION) -> Any:
     )
 
 
+#: Where Kopf keeps the spec, labels and annotations it last handled (its diff base): in status, so
+#: that a handled change is one status write with the operator's own fields.
+STATUS_LAST_HANDLED = "lastHandledConfiguration"
+#: An object is at most about 1.5 MiB in etcd: its diff base cannot be longer than this.
+MAX_LAST_HANDLED_LENGTH = 1_572_864
+
+
+def last_handled_field() -> Any:
+    return Field(
+        default=None,
+        max_length=MAX_LAST_HANDLED_LENGTH,
+        description=(
+            "The spec, labels and annotations the operator last handled, as JSON (Kopf's diff base: "
+            "a change to any of them is handled once). Written together with the rest of the status."
+        ),
+    )
+
+
 class ManagedStatus(CRDModel):
     """Status fields every managed kind has."""
+
+    last_handled_configuration: str | None = last_handled_field()
 
     observed_generation: int | None = Field(
         default=None, ge=0, description="The .metadata.generation the status was computed for."

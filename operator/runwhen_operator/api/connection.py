@@ -145,6 +145,8 @@ class ConnectionSpec(_ConnectionSpecBase):
 class ConnectionStatus(common.CRDModel):
     """Status of a connection."""
 
+    last_handled_configuration: str | None = common.last_handled_field()
+
     observed_generation: int | None = Field(
         default=None, ge=0, description="The .metadata.generation the status was computed for."
     )

@@ -2,8 +2,8 @@
 
 The Secret is re-read at every check (a read, never a write); the client is rebuilt and the login
 repeated only when the Secret, URL or settings changed, or after RunWhen refused the credentials.
-Dependents (the objects using the connection) are queued whenever the connection's readiness
-changes, so they recover the moment it is fixed.
+Dependents (the objects using the connection, found with a Kopf index) are woken whenever the
+connection's readiness changes, so they recover the moment it is fixed.
 """
 
 from __future__ import annotations
@@ -40,13 +40,11 @@ class ConnectionReconciler:
 
     async def __call__(self, key: runtime.Key) -> runtime.Result:
         ctx = self.ctx
-        body = ctx.controller.store.get(self.kind, key.namespace, key.name)
+        body = ctx.latest(self.kind, key.namespace, key.name)
         cid: connections.ConnectionId = (self.kind, key.namespace, key.name)
-        if body is None:
-            await ctx.registry.remove(cid)
-            ctx.metrics.forget_connection(*cid)
-            self._queue_dependents(cid)
-            return runtime.Result()
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            await self.forget(key)
+            return runtime.Result(finalized=True)
         spec = self.spec_model.model_validate(body.get("spec") or {})
         secret_ns = (
             spec.credentials_secret_ref.namespace
@@ -134,14 +132,14 @@ class ConnectionReconciler:
         ctx = self.ctx
         old = context.condition_index(body.get("status") or {}).get(common.CONDITION_READY)
         new = context.condition_index(status).get(common.CONDITION_READY, {})
-        await context.write_status(ctx, self.kind, self.plural, body, status)
+        await context.write_status(ctx, self.kind, self.plural, body, status, final=True)
         ctx.metrics.connection_ready(self.kind, cid[1], cid[2], ready)
         changed = (
             old is None or old.get("status") != new.get("status") or old.get("reason") != new.get("reason")
         )
         if changed:
             kind = "Normal" if ready else "Warning"
-            await ctx.kube.event(body, kind, str(new.get("reason")), str(new.get("message")))
+            context.event(ctx, body, kind, str(new.get("reason")), str(new.get("message")))
         if was_ready != ready:
             self._queue_dependents(cid)
         interval = ctx.options.connection_check_interval
@@ -149,11 +147,14 @@ class ConnectionReconciler:
             return runtime.Result(after=runtime.jitter(interval))
         return runtime.Result(after=min(interval, 30.0), error=True)
 
+    async def forget(self, key: runtime.Key) -> None:
+        """The connection is gone (deleted): its client closes, its dependents learn it at once."""
+        cid: connections.ConnectionId = key.object
+        await self.ctx.registry.remove(cid)
+        self.ctx.metrics.forget_connection(*cid)
+        self._queue_dependents(cid)
+
     def _queue_dependents(self, cid: connections.ConnectionId) -> None:
-        store = self.ctx.controller.store
         for kind in DEPENDENT_KINDS:
-            for body in store.items(kind):
-                ref = (body.get("spec") or {}).get("connectionRef") or {}
-                if context.connection_id(body, ref) == cid:
-                    meta = body["metadata"]
-                    self.ctx.controller.enqueue(runtime.Key(kind, meta.get("namespace") or "", meta["name"]))
+            for namespace, name in self.ctx.using_connection(kind, cid):
+                self.ctx.slots.wake(kind, namespace, name)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from runwhen_operator.api import common
+import kopf
+
+from runwhen_operator.api import common, kinds
 from runwhen_operator.handlers import kube, runtime
 from runwhen_operator.reconcile import connections, engine, listing
+from runwhen_operator.reconcile import status as status_recorder
 from runwhen_operator.runwhen import models
 
 log = logging.getLogger("runwhen_operator")
@@ -32,6 +37,7 @@ class Options:
     settle_delay: float = 2.0  # after a lost create answer: look again this soon
     startup_grace: float = 15.0  # after a start, how long a missing connection object may be unseen
     max_message_length: int = 1024
+    create_grace: float = 30.0  # after this process created an object, "not found" is not trusted
 
 
 class Metrics:
@@ -54,34 +60,67 @@ class Metrics:
 
 @dataclass
 class Context:
-    controller: runtime.Controller
+    slots: runtime.Slots
     kube: kube.Kube
     registry: connections.Registry
     listings: listing.ListingCache
     options: Options = field(default_factory=Options)
     metrics: Metrics = field(default_factory=Metrics)
     started: float = field(default_factory=time.monotonic)
+    #: Kopf's indices (by their handler ids), as handlers receive them
+    indices: dict[str, Any] = field(default_factory=dict)
+
+    def dependents(self, kind: str, ref_field: str, namespace: str, name: str) -> list[str]:
+        """Names of the objects of `kind` in `namespace` whose `spec.<ref_field>.name` is `name`."""
+        index = self.indices.get(dependents_index(kind, ref_field))
+        if index is None:
+            return []
+        return [str(n) for n in index.get((namespace, name), ())]
+
+    def using_connection(self, kind: str, cid: connections.ConnectionId) -> list[tuple[str, str]]:
+        """(namespace, name) of the objects of `kind` that use the connection `cid`."""
+        index = self.indices.get(connection_index(kind))
+        if index is None:
+            return []
+        return [(str(ns), str(n)) for ns, n in index.get(cid, ())]
 
     def uptime(self) -> float:
         return time.monotonic() - self.started
 
+    def latest(self, kind: str, namespace: str, name: str) -> Body | None:
+        """The newest body of an object the operator follows (None when it is gone)."""
+        return self.slots.body(kind, namespace, name)
 
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+#: Inside a Kopf change handler: the patch Kopf applies when the handler returns (its diff base
+#: goes into the same status patch, so a handled change costs one write).
+handler_patch: ContextVar[Any | None] = ContextVar("handler_patch", default=None)
 
 
-#: Times read from statuses and servers (the one parser).
+@contextlib.contextmanager
+def in_handler(patch: Any) -> Any:
+    token = handler_patch.set(patch)
+    try:
+        yield
+    finally:
+        handler_patch.reset(token)
+
+
+def dependents_index(kind: str, ref_field: str) -> str:
+    return f"{kind.lower()}_by_{ref_field.lower()}"
+
+
+def connection_index(kind: str) -> str:
+    return f"{kind.lower()}_by_connection"
+
+
+#: Times read from statuses and servers (the one parser); the one writer, truncation and status
+#: patch are the status recorder's.
 parse_time = models.parse_time
-
-
-def format_time(value: Any) -> str | None:
-    """A timestamp (datetime or RFC 3339 text) as the status writes it, or None."""
-    parsed = parse_time(value)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if parsed else None
-
-
-def truncate(message: str, limit: int = 1024) -> str:
-    return message if len(message) <= limit else message[: limit - 3] + "..."
+now = status_recorder.now
+format_time = status_recorder.format_time
+truncate = status_recorder.truncate
+status_patch = status_recorder.status_patch
 
 
 def condition_index(status: Body) -> dict[str, Body]:
@@ -160,48 +199,66 @@ def _condition(type_: str, status: str, reason: str, message: str, generation: i
     return cond
 
 
-def _same_condition(a: Body | None, b: Body | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    keys = ("type", "status", "reason", "message", "observedGeneration")
-    return all(a.get(k) == b.get(k) for k in keys)
+async def write_status(
+    ctx: Context,
+    kind: str,
+    plural: str,
+    body: Body,
+    desired: Body,
+    *,
+    final: bool = False,
+    guard: bool = False,
+) -> Body:
+    """Patch the status subresource with what changed, if anything; return the newest body.
 
-
-def status_patch(current: Body, desired: Body) -> Body:
-    """The merge patch that turns `current` into `desired` on the keys `desired` names.
-
-    A key whose desired value is None is removed. Conditions compare without lastTransitionTime, so
-    re-stating an unchanged condition is no change.
+    The `final` write of a pass run by a Kopf change handler is not sent here: it joins the patch
+    Kopf applies when the handler returns (one write with Kopf's diff base), and the returned body
+    is the object as it will be. A `guard`ed write is sent only if the object is still at the
+    resourceVersion of `body` (`kube.Conflict` otherwise).
     """
-    patch: Body = {}
-    for key, value in desired.items():
-        old = current.get(key)
-        if key == "conditions":
-            old_by_type = {c.get("type"): c for c in old or []}
-            new_by_type = {c.get("type"): c for c in value or []}
-            if old_by_type.keys() != new_by_type.keys() or not all(
-                _same_condition(old_by_type[t], new_by_type[t]) for t in new_by_type
-            ):
-                patch[key] = value
-            continue
-        if value is None:
-            if key in current:
-                patch[key] = None
-            continue
-        if old != value:
-            patch[key] = value
-    return patch
-
-
-async def write_status(ctx: Context, kind: str, plural: str, body: Body, desired: Body) -> Body:
-    """Patch the status subresource with what changed, if anything; return the newest body."""
-    patch = status_patch(body.get("status") or {}, desired)
+    patch = status_recorder.record(body.get("status") or {}, desired, kinds.by_kind(kind).status_model)
+    kopf_patch = handler_patch.get()
+    meta = body["metadata"]
+    if final and kopf_patch is not None:
+        if not patch:
+            return body
+        _merge_patches(kopf_patch.setdefault("status", {}), patch)
+        merged = dict(body)
+        merged["status"] = status_recorder.apply_patch(body.get("status") or {}, patch)
+        slot = ctx.slots.get(kind, meta.get("namespace") or "", meta["name"])
+        if slot is not None:
+            slot.pending_rv = runtime.resource_version(body)
+            slot.provisional = merged
+        return merged
     if not patch:
         return body
-    meta = body["metadata"]
-    updated = await ctx.kube.patch_status(plural, meta.get("namespace") or "", meta["name"], patch)
-    ctx.controller.store.put(kind, updated)
+    updated = await ctx.kube.patch_status(
+        plural,
+        meta.get("namespace") or "",
+        meta["name"],
+        patch,
+        resource_version=meta.get("resourceVersion") if guard else None,
+    )
+    ctx.slots.remember(kind, updated)
     return updated
+
+
+def _merge_patches(target: Body, patch: Body) -> None:
+    """Fold merge patch `patch` into merge patch `target` (nulls kept: they remove keys)."""
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge_patches(target[key], value)
+        else:
+            target[key] = value
+
+
+def event(ctx: Context, body: Body, type_: str, reason: str, message: str) -> None:
+    """A Kubernetes Event about `body`, posted by Kopf in the background (outside Kopf's tasks, as
+    in tests driving a reconciler directly, by the operator's own client)."""
+    try:
+        kopf.event(kopf.Body(cast(kopf.RawBody, body)), type=type_, reason=reason, message=truncate(message))
+    except LookupError:  # not inside Kopf: no poster to hand it to
+        asyncio.get_running_loop().create_task(ctx.kube.event(body, type_, reason, message))
 
 
 def is_paused(body: Body) -> bool:

@@ -1,8 +1,11 @@
 """Kubernetes writes and reads the operator makes besides Kopf's watches.
 
-The `kubernetes` client is synchronous; calls run in a dedicated thread pool so the event loop never
-blocks. Every write here is deliberate: status patches only when the status changed, finalizer
-patches with the resourceVersion they were computed from, events only on transitions.
+Kopf watches, adds and removes its finalizer and applies the status a change handler returns; this
+is the one other client stack: Secrets, the Lease, and the status writes of daemons. The `kubernetes`
+client is synchronous; calls run in a dedicated thread pool (the Lease has its own, so reconcile work
+never starves it), every call has a timeout (`timeout` seconds, the `--kube-timeout` flag), and every
+failure is one of the `KubeError` kinds below. Every write is deliberate: status patches only when
+the status changed, guarded by a resourceVersion where a decision depends on it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -17,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import urllib3
 from kubernetes import client, config
 
 from runwhen_operator.api import common
@@ -27,16 +32,32 @@ T = TypeVar("T")
 Body = dict[str, Any]
 
 
-class Conflict(Exception):
+class KubeError(Exception):
+    """A Kubernetes API call failed (no answer in time, a 5xx, a refused request)."""
+
+
+class Conflict(KubeError):
     """The object changed since it was read (HTTP 409): read again and retry."""
 
 
-class Gone(Exception):
+class Gone(KubeError):
     """The object no longer exists (HTTP 404)."""
 
 
-class Denied(Exception):
+class Denied(KubeError):
     """The operator's RBAC does not allow the call (HTTP 403)."""
+
+
+DEFAULT_TIMEOUT = 30.0
+
+
+def _detail(exc: client.ApiException) -> str:
+    """The API server's own message (a Status object's `message`), if it sent one."""
+    try:
+        message = json.loads(exc.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        return ""
+    return str(message or "")[:512]
 
 
 def _as_body(result: object) -> Body:
@@ -59,8 +80,14 @@ class Kube:
     """Thin async facade over the parts of the Kubernetes API the operator writes to."""
 
     def __init__(
-        self, configuration: client.Configuration, *, threads: int = 16, event_namespace: str = "default"
+        self,
+        configuration: client.Configuration,
+        *,
+        threads: int = 16,
+        event_namespace: str = "default",
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
+        self.timeout = timeout
         # The API server accepts an Event about a cluster-scoped object only in `default`.
         self.event_namespace = event_namespace
         self.api = client.ApiClient(configuration)
@@ -71,6 +98,7 @@ class Kube:
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
+        kwargs.setdefault("_request_timeout", self.timeout)
         try:
             return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
         except client.ApiException as exc:
@@ -80,15 +108,23 @@ class Kube:
                 raise Gone(str(exc.reason)) from None
             if exc.status == 403:
                 raise Denied(str(exc.reason)) from None
-            raise
+            raise KubeError(f"HTTP {exc.status}: {exc.reason} {_detail(exc)}".strip()) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise KubeError(f"no answer from the API server: {exc}") from None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.api.close()
 
     # -- custom objects ----------------------------------------------------------------------
-    async def patch_status(self, plural: str, namespace: str, name: str, status: Body) -> Body:
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: Body, *, resource_version: str | None = None
+    ) -> Body:
+        """Merge-patch the status; with `resource_version`, only if the object is still at it (409)."""
         self.writes += 1
+        payload: Body = {"status": status}
+        if resource_version:
+            payload["metadata"] = {"resourceVersion": resource_version}
         if namespace:
             result = await self.call(
                 self.custom.patch_namespaced_custom_object_status,
@@ -97,7 +133,7 @@ class Kube:
                 namespace,
                 plural,
                 name,
-                {"status": status},
+                payload,
             )
         else:
             result = await self.call(
@@ -106,7 +142,7 @@ class Kube:
                 common.VERSION,
                 plural,
                 name,
-                {"status": status},
+                payload,
             )
         return _as_body(result)
 
@@ -173,7 +209,7 @@ class Kube:
         self.writes += 1
         try:
             await self.call(self.core.create_namespaced_event, namespace, event)
-        except (client.ApiException, Conflict, Gone, Denied) as exc:  # events are best effort
+        except KubeError as exc:  # events are best effort
             log.warning("could not record event %s on %s: %s", reason, meta["name"], exc)
 
     # -- secrets -----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Leader election on a coordination.k8s.io Lease, so that of several replicas exactly one acts.
 
-Every replica watches (its cache stays warm); only the holder of the Lease runs reconciles. The
+Only the holder of the Lease runs Kopf (watches, handlers, daemons); a standby only tries to take
+the Lease, and a holder that loses it exits the process (its restart makes it a standby). The
 holder renews the Lease every `retry_period`; a standby takes it over when the holder has not renewed
 it for `lease_duration` as measured on the standby's own clock (as client-go does: the time a
 renewal was *observed*, never the holder's timestamps, so clock skew between nodes does not matter).
@@ -16,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
 from kubernetes import client
 
 from runwhen_operator.handlers import kube
@@ -209,3 +212,22 @@ class LeaderElector:
                 )
         except Exception as exc:
             log.info("could not release the Lease: %s", exc)
+
+
+async def serve_standby_liveness(endpoint: str | None) -> web.AppRunner | None:
+    """While a replica waits for the Lease, its liveness endpoint answers 200 (it is healthy: it is
+    a standby); Kopf serves the endpoint itself once this replica leads."""
+    if not endpoint:
+        return None
+    url = urllib.parse.urlsplit(endpoint)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"standby": True})
+
+    app = web.Application()
+    app.router.add_get(url.path or "/", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, url.hostname or "0.0.0.0", url.port or 80, reuse_address=True)
+    await site.start()
+    return runner

@@ -3,17 +3,19 @@
 One reconciler class serves the three kinds; each kind says how to build its desired object and
 which external client to use. The flow of a pass:
 
-1. the newest body from the cache; nothing to do when it is gone or paused;
-2. our finalizer on first sight (the only metadata write, once per object);
-3. the connection's client and, for workflows and personas, the parent workspace, or a condition
+1. the newest body (Kopf's, or what the operator's last write returned); nothing to do when it is
+   gone or paused (Kopf added the finalizer before the first pass);
+2. the connection's client and, for workflows and personas, the parent workspace, or a condition
    saying what is awaited;
-4. the engine's verdict, the status patched only where it changed, events for what happened;
-5. when to look again.
+3. the engine's verdict, the status patched only where it changed (inside a Kopf change handler
+   this joins Kopf's own patch), events for what happened; a failure of a later step (the webhook
+   Secret) becomes a condition beside the remote identity, which is never lost;
+4. when to look again.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 from runwhen_operator.api import common, persona, workflow, workspace
 from runwhen_operator.handlers import context, kube, runtime
 from runwhen_operator.reconcile import engine, externals
-from runwhen_operator.runwhen import dialect
+from runwhen_operator.runwhen import dialect, errors
 
 log = logging.getLogger("runwhen_operator.managed")
 
@@ -34,6 +36,19 @@ PLURALS = {
     context.KIND_WORKFLOW: "workflows",
     context.KIND_PERSONA: "personas",
 }
+
+
+class StepFailed(Exception):
+    """A step after the sync failed (the webhook Secret): a condition with `reason`, not a crash."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+REASON_WEBHOOK_SECRET_CONFLICT = "WebhookSecretConflict"
+REASON_KUBERNETES_ERROR = "KubernetesError"
+REASON_WEBHOOK_TOKEN_FAILED = "WebhookTokenFailed"
 
 
 class NotYet(Exception):
@@ -82,24 +97,22 @@ class ManagedReconciler:
 
     # -- the pass ----------------------------------------------------------------------------
     async def __call__(self, key: runtime.Key) -> runtime.Result:
-        was_ready = _is_ready(self.ctx.controller.store.get(self.kind, key.namespace, key.name))
+        was_ready = is_ready(self.ctx.latest(self.kind, key.namespace, key.name))
         result = await self._pass(key)
-        after = self.ctx.controller.store.get(self.kind, key.namespace, key.name)
-        if after is None or _is_ready(after) != was_ready:
+        after = self.ctx.latest(self.kind, key.namespace, key.name)
+        if after is None or is_ready(after) != was_ready:
             self._queue_dependents(key.namespace, key.name)
         return result
 
     def _queue_dependents(self, namespace: str, name: str) -> None:
         """Queue the objects waiting on this one, the moment its readiness changes."""
         for kind, ref_field in self.dependents:
-            for dependent in self.ctx.controller.store.items(kind, namespace):
-                ref = (dependent.get("spec") or {}).get(ref_field) or {}
-                if ref.get("name") == name:
-                    self.ctx.controller.enqueue(runtime.Key(kind, namespace, dependent["metadata"]["name"]))
+            for dependent in self.ctx.dependents(kind, ref_field, namespace, name):
+                self.ctx.slots.wake(kind, namespace, dependent)
 
     async def _pass(self, key: runtime.Key) -> runtime.Result:
         ctx = self.ctx
-        found = ctx.controller.store.get(self.kind, key.namespace, key.name)
+        found = ctx.latest(self.kind, key.namespace, key.name)
         if found is None:
             return runtime.Result()
         body: Body = found
@@ -119,10 +132,6 @@ class ManagedReconciler:
         if context.is_paused(body):
             await self._paused(body)
             return runtime.Result()
-        if not deleting and common.FINALIZER not in finalizers:
-            body = await ctx.kube.set_finalizers(self.plural, body, [*finalizers, common.FINALIZER])
-            ctx.controller.store.put(self.kind, body)
-            meta = body["metadata"]
         poll, poll_complaint = context.poll_interval(body, ctx.options.default_poll_interval)
         requested = (meta.get("annotations") or {}).get(common.ANNOTATION_RECONCILE_REQUESTED_AT)
         fresh = bool(requested) and requested != status.get("lastHandledReconcileAt")
@@ -155,8 +164,12 @@ class ManagedReconciler:
         )
 
         async def mark_pending() -> None:
+            # Guarded by the resourceVersion the decision to create was made on: of two passes that
+            # both saw no remote object (a former leader's pass still running), one writes the mark.
             nonlocal body
-            body = await context.write_status(ctx, self.kind, self.plural, body, {"createPending": True})
+            body = await context.write_status(
+                ctx, self.kind, self.plural, body, {"createPending": True}, guard=True
+            )
 
         try:
             outcome = await engine.reconcile(request, external, mark_pending)
@@ -184,7 +197,17 @@ class ManagedReconciler:
             if outcome.synced.status == "True":
                 extra.update(prepared.extra_status)
                 if request.managed:
-                    extra.update(await self.after_sync(body, spec, outcome, client, prepared))
+                    try:
+                        extra.update(await self.after_sync(body, spec, outcome, client, prepared))
+                    except StepFailed as failed:
+                        # The remote object is in sync and its identity is recorded below; what
+                        # failed is said by Synced, and the step is tried again with growing delays.
+                        outcome = dataclasses.replace(
+                            outcome,
+                            synced=engine.ConditionState("False", failed.reason, failed.message),
+                            requeue=engine.Requeue.BACKOFF,
+                            events=[*outcome.events, engine.Event("Warning", failed.reason, failed.message)],
+                        )
         if poll_complaint:
             log.warning("%s: %s", key, poll_complaint)
         if fresh and outcome.synced.status == "True":
@@ -192,8 +215,7 @@ class ManagedReconciler:
 
         body = await self._record(body, outcome, extra, generation)
         if outcome.finalized:
-            await self._finalize(body)
-            return runtime.Result()
+            return runtime.Result(finalized=True)  # Kopf removes its finalizer
         for event in outcome.events:
             if event.reason == "DriftCorrected":
                 ctx.metrics.drift_corrected(self.kind)
@@ -216,7 +238,7 @@ class ManagedReconciler:
             raise externals.Blocked(
                 engine.REASON_CONNECTION_NOT_READY, f"{where} is not ready: {conn.message}"
             )
-        conn_body = self.ctx.controller.store.get(cid[0], cid[1], cid[2])
+        conn_body = self.ctx.latest(cid[0], cid[1], cid[2])
         if conn_body is None:
             if self.ctx.uptime() < self.ctx.options.startup_grace:
                 raise NotYet(f"{where} not seen yet")
@@ -230,7 +252,7 @@ class ManagedReconciler:
     def _connection_refused(self, body: Body, spec: Any, message: str) -> None:
         cid = context.connection_id(body, spec.connection_ref)
         self.ctx.registry.mark_unauthorized(cid, message)
-        self.ctx.controller.enqueue(runtime.Key(cid[0], cid[1], cid[2]))
+        self.ctx.slots.wake(cid[0], cid[1], cid[2])
 
     async def _record(self, body: Body, outcome: engine.Outcome, extra: Body, generation: int | None) -> Body:
         status: Body = body.get("status") or {}
@@ -255,7 +277,7 @@ class ManagedReconciler:
         patch = context.status_patch(status, desired)
         if patch and (outcome.action is not engine.Action.NONE or "conditions" in patch):
             desired["lastSyncTime"] = context.now()
-        updated = await context.write_status(self.ctx, self.kind, self.plural, body, desired)
+        updated = await context.write_status(self.ctx, self.kind, self.plural, body, desired, final=True)
         for event in outcome.events:
             if event.type == "Warning":
                 old = old_conditions.get(common.CONDITION_SYNCED)
@@ -265,13 +287,8 @@ class ManagedReconciler:
                     and old.get("message") == context.truncate(event.message)
                 ):
                     continue  # the same complaint again: no new event
-            await self.ctx.kube.event(updated, event.type, event.reason, event.message)
+            context.event(self.ctx, updated, event.type, event.reason, event.message)
         return updated
-
-    async def _finalize(self, body: Body) -> None:
-        finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != common.FINALIZER]
-        with contextlib.suppress(kube.Gone):
-            await self.ctx.kube.set_finalizers(self.plural, body, finalizers)
 
     async def _paused(self, body: Body) -> None:
         message = f"reconciliation paused by annotation {common.ANNOTATION_PAUSED}"
@@ -291,7 +308,9 @@ class ManagedReconciler:
             conditions, common.CONDITION_SYNCED, synced, reason, message, generation
         )
         conditions = progress_conditions(conditions, generation)
-        await context.write_status(self.ctx, self.kind, self.plural, body, {"conditions": conditions})
+        await context.write_status(
+            self.ctx, self.kind, self.plural, body, {"conditions": conditions}, final=True
+        )
 
     def _next(self, outcome: engine.Outcome, poll: float) -> runtime.Result:
         if outcome.requeue is engine.Requeue.POLL:
@@ -332,20 +351,23 @@ class WorkspaceReconciler(ManagedReconciler):
         return Prepared(desired=desired, external=external, extra_status={})
 
     async def __call__(self, key: runtime.Key) -> runtime.Result:
-        before = self.ctx.controller.store.get(self.kind, key.namespace, key.name)
+        before = self.ctx.latest(self.kind, key.namespace, key.name)
         handled_before = ((before or {}).get("status") or {}).get("lastHandledReconcileAt")
         result = await super().__call__(key)
-        after = self.ctx.controller.store.get(self.kind, key.namespace, key.name)
+        after = self.ctx.latest(self.kind, key.namespace, key.name)
         if (
             after is not None
-            and _is_ready(after)
+            and is_ready(after)
             and not (after.get("metadata") or {}).get("deletionTimestamp")
         ):
             handled_now = (after.get("status") or {}).get("lastHandledReconcileAt")
-            monitor = key.with_job("monitor")
-            if handled_now != handled_before or not self.ctx.controller.queue.scheduled(monitor):
+            slot = self.ctx.slots.get(self.kind, key.namespace, key.name)
+            turned_ready = not is_ready(before)
+            if slot is not None and (
+                turned_ready or handled_now != handled_before or slot.due.get("monitor") is None
+            ):
                 # A requested reconcile refreshes health and issues too, at once.
-                self.ctx.controller.enqueue(monitor)
+                slot.wake("monitor")
         return result
 
 
@@ -369,7 +391,7 @@ def progress_conditions(conditions: list[Body], generation: int | None) -> list[
     )
 
 
-def _is_ready(body: Body | None) -> bool:
+def is_ready(body: Body | None) -> bool:
     if body is None:
         return False
     cond = context.condition_index(body.get("status") or {}).get(common.CONDITION_READY)
@@ -390,7 +412,7 @@ class ChildReconciler(ManagedReconciler):
             return str(spec.workspace_name)
         ref = spec.workspace_ref.name
         namespace = body["metadata"]["namespace"]
-        parent = self.ctx.controller.store.get(context.KIND_WORKSPACE, namespace, ref)
+        parent = self.ctx.latest(context.KIND_WORKSPACE, namespace, ref)
         deleting = bool(body["metadata"].get("deletionTimestamp"))
         recorded = (body.get("status") or {}).get("workspace")
         if parent is None:
@@ -401,7 +423,7 @@ class ChildReconciler(ManagedReconciler):
                 f'waiting for Workspace "{ref}" in namespace "{namespace}"',
             )
         remote = (parent.get("status") or {}).get("remoteName")
-        if not _is_ready(parent) or not remote:
+        if not is_ready(parent) or not remote:
             if deleting and recorded:
                 return str(recorded)
             raise externals.Blocked(
@@ -455,15 +477,23 @@ class WorkflowReconciler(ChildReconciler):
         done: Body = {"webhookTokenSecret": ref.name}
         if rotation and not rotate:
             done["webhookTokenRotation"] = rotation
+        where = f"Secret {meta['namespace']}/{ref.name}"
         if not rotate:
             try:
                 existing = await self.ctx.kube.read_secret(meta["namespace"], ref.name)
             except kube.Gone:
                 existing = {}
+            except kube.KubeError as exc:
+                raise StepFailed(REASON_KUBERNETES_ERROR, f"cannot read {where}: {exc}") from None
             if existing.get(workflow.WEBHOOK_SECRET_KEY_TOKEN):
                 return done
         key = prepared.desired.name if client.child_key == "name" else int(outcome.external_id)
-        token = await client.webhook_token(prepared.desired.workspace, key, rotate=rotate)
+        try:
+            token = await client.webhook_token(prepared.desired.workspace, key, rotate=rotate)
+        except errors.RunWhenError as exc:
+            raise StepFailed(
+                REASON_WEBHOOK_TOKEN_FAILED, f"cannot read the webhook token from RunWhen: {exc}"
+            ) from None
         data = {workflow.WEBHOOK_SECRET_KEY_TOKEN: token.token.get_secret_value()}
         if token.webhook_url:
             data[workflow.WEBHOOK_SECRET_KEY_URL] = token.webhook_url
@@ -471,10 +501,15 @@ class WorkflowReconciler(ChildReconciler):
             "app.kubernetes.io/managed-by": "runwhen-operator",
             "platform.runwhen.com/workflow": meta["name"],
         }
-        written = await self.ctx.kube.apply_owned_secret(meta["namespace"], ref.name, data, body, labels)
+        try:
+            written = await self.ctx.kube.apply_owned_secret(meta["namespace"], ref.name, data, body, labels)
+        except kube.Conflict as exc:
+            raise StepFailed(REASON_WEBHOOK_SECRET_CONFLICT, f"cannot write {where}: {exc}") from None
+        except kube.KubeError as exc:
+            raise StepFailed(REASON_KUBERNETES_ERROR, f"cannot write {where}: {exc}") from None
         if written:
             what = "rotated the webhook token into" if rotate else "wrote the webhook token to"
-            await self.ctx.kube.event(body, "Normal", "WebhookTokenWritten", f"{what} Secret {ref.name}")
+            context.event(self.ctx, body, "Normal", "WebhookTokenWritten", f"{what} Secret {ref.name}")
         if rotation:
             done["webhookTokenRotation"] = rotation
         return done

@@ -29,9 +29,13 @@ class WorkspaceMonitor:
     def __init__(self, ctx: context.Context) -> None:
         self.ctx = ctx
 
+    async def forget(self, key: runtime.Key) -> None:
+        """The Workspace is being deleted: its health timer is gone, so are its series."""
+        self.ctx.metrics.forget_workspace(key.namespace, key.name)
+
     async def __call__(self, key: runtime.Key) -> runtime.Result:
         ctx = self.ctx
-        body = ctx.controller.store.get(context.KIND_WORKSPACE, key.namespace, key.name)
+        body = ctx.latest(context.KIND_WORKSPACE, key.namespace, key.name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             ctx.metrics.forget_workspace(key.namespace, key.name)
             return runtime.Result()

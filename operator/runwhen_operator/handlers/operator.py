@@ -1,26 +1,35 @@
-"""Kopf wiring: watches feed the controller runtime; nothing else here talks to Kopf.
+"""Kopf wiring: every kind's handlers, daemons and indices; the reconcilers do the work.
 
-Only raw event handlers are used. Kopf's change-detection handlers would store their state in
-annotations on every object (writes that change nothing RunWhen cares about); the runtime keeps its
-own state instead, and Kopf's persistence settings are pointed at the operator's own prefix anyway,
-so no `kopf.zalando.org` key ever appears.
+Per managed kind (Workspace, Workflow, Persona) and per connection kind:
+
+- ``on.create`` / ``on.update``: a change the user made (spec, labels, annotations: Kopf's diff
+  base, kept in ``status.lastHandledConfiguration``) runs one pass at once; the status the pass
+  computes joins Kopf's own patch, so a handled change is one status write;
+- ``on.delete``: the deletion pass (delete or orphan the remote object); Kopf removes its finalizer
+  when it succeeds and retries with ``TemporaryError`` while it cannot;
+- one ``daemon`` per object and job (``reconcile``; ``monitor`` for a Workspace's health): it sleeps
+  the object's own interval (the poll-interval annotation, the monitoring interval), the growing
+  delay after a transient error, or until woken by its parent or its connection, then runs a pass;
+- ``index``es: the dependents of a Workspace, a Workflow and a connection.
+
+A WorkflowRun has only its daemon: its spec is immutable and its passes follow a run.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import copy
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from kubernetes.config import kube_config
 
-from runwhen_operator.api import common
+from runwhen_operator.api import common, kinds
 from runwhen_operator.handlers import (
     connections,
     context,
@@ -36,14 +45,23 @@ from runwhen_operator.reconcile import listing
 
 log = logging.getLogger("runwhen_operator")
 
-WATCHED: dict[str, str] = {
-    context.KIND_CLUSTER_CONNECTION: "clusterrunwhenconnections",
-    context.KIND_CONNECTION: "runwhenconnections",
-    context.KIND_WORKSPACE: "workspaces",
-    context.KIND_WORKFLOW: "workflows",
-    context.KIND_PERSONA: "personas",
-    context.KIND_WORKFLOW_RUN: "workflowruns",
-}
+MANAGED_KINDS = (context.KIND_WORKSPACE, context.KIND_WORKFLOW, context.KIND_PERSONA)
+CONNECTION_KINDS = (context.KIND_CLUSTER_CONNECTION, context.KIND_CONNECTION)
+#: (dependent kind, its reference field) -> found by the referenced object's (namespace, name)
+DEPENDENTS = (
+    (context.KIND_WORKFLOW, "workspaceRef"),
+    (context.KIND_PERSONA, "workspaceRef"),
+    (context.KIND_WORKFLOW_RUN, "workflowRef"),
+)
+USES_CONNECTION = (*MANAGED_KINDS, context.KIND_WORKFLOW_RUN)
+INDEX_IDS = frozenset(
+    [context.dependents_index(k, f) for k, f in DEPENDENTS]
+    + [context.connection_index(k) for k in USES_CONNECTION]
+)
+
+
+def plural(kind: str) -> str:
+    return kinds.by_kind(kind).plural
 
 
 @dataclass
@@ -61,157 +79,300 @@ class Config:
     client_options: dict[str, Any] = field(default_factory=dict)
     metrics: context.Metrics | None = None
     on_context: Callable[[context.Context], None] | None = None
+    kube_timeout: float = kube.DEFAULT_TIMEOUT
+    consistency_timeout: float = 10.0
 
 
-def _interesting(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
-    """Whether an event asks for a reconcile: anything but our own status writes does."""
-    if old is None:
-        return True
-    om, nm = old.get("metadata", {}), new.get("metadata", {})
-    if om.get("uid") != nm.get("uid"):
-        return True
-    keys = ("generation", "annotations", "labels", "deletionTimestamp", "finalizers")
-    return any(om.get(k) != nm.get(k) for k in keys)
+Reconciler = Callable[[runtime.Key], Any]
+
+
+class Runner:
+    """Runs the passes of Kopf's handlers and daemons through the objects' slots."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.ctx: context.Context | None = None
+        self.reconcilers: dict[tuple[str, str], Any] = {}
+
+    def _ctx(self, kwargs: dict[str, Any]) -> context.Context:
+        ctx = self.ctx
+        if ctx is None:
+            raise kopf.TemporaryError("the operator is starting", delay=1)
+        for name in INDEX_IDS.intersection(kwargs):
+            ctx.indices[name] = kwargs[name]
+        return ctx
+
+    async def run_pass(self, ctx: context.Context, slot: runtime.Slot, key: runtime.Key) -> runtime.Result:
+        reconciler = self.reconcilers[(key.kind, key.job)]
+        started = time.monotonic()
+        async with slot.lock, ctx.slots.passes:
+            try:
+                result: runtime.Result = await reconciler(key)
+            except (asyncio.CancelledError, kopf.TemporaryError, kopf.PermanentError):
+                raise
+            except kube.Conflict:
+                result = runtime.Result(after=0.5)  # changed meanwhile: decide again on the new version
+            except Exception:
+                log.exception("reconciling %s failed", key)
+                result = runtime.Result(error=True)
+        ctx.slots.reconciles += 1
+        job = key.kind if key.job == "reconcile" else f"{key.kind}/{key.job}"
+        ctx.metrics.reconciled(job, "error" if result.error else "ok", time.monotonic() - started)
+        return result
+
+    # -- change handlers -----------------------------------------------------------------------
+    async def changed(self, kind: str, body: kopf.Body, patch: kopf.Patch, kwargs: dict[str, Any]) -> None:
+        ctx = self._ctx(kwargs)
+        meta = body["metadata"]
+        key = runtime.Key(kind, meta.get("namespace") or "", meta["name"])
+        slot = ctx.slots.open(*key.object)
+        ctx.slots.remember(kind, _plain(body))
+        try:
+            with context.in_handler(patch):
+                result = await self.run_pass(ctx, slot, key)
+        finally:
+            if not slot.daemons:
+                ctx.slots.close(slot)
+        if meta.get("deletionTimestamp"):
+            if result.finalized:
+                return  # done: Kopf removes its finalizer
+            # Not yet (RunWhen unreachable, paused, ...): Kopf keeps its finalizer and asks again.
+            delay = ctx.slots.next_delay(slot, key.job, result)
+            if delay is None:
+                delay = min(60.0, ctx.options.default_poll_interval)
+            raise kopf.TemporaryError("the remote object is not deleted or orphaned yet", delay=delay)
+        slot.schedule(key.job, ctx.slots.next_delay(slot, key.job, result))
+
+    # -- daemons -------------------------------------------------------------------------------
+    async def daemon(
+        self, kind: str, job: str, body: kopf.Body, stopped: kopf.DaemonStopped, kwargs: dict[str, Any]
+    ) -> None:
+        ctx = self._ctx(kwargs)
+        meta = body["metadata"]
+        key = runtime.Key(kind, meta.get("namespace") or "", meta["name"], job)
+        slot = ctx.slots.open(*key.object)
+        slot.live = body
+        slot.daemons += 1
+        if job not in slot.due:
+            slot.due[job] = self._first_due(kind, job, body)
+        try:
+            while not stopped:
+                await self._sleep(slot, job, stopped)
+                if stopped:
+                    break
+                await self._settle(slot)
+                result = await self.run_pass(ctx, slot, key)
+                slot.schedule(job, ctx.slots.next_delay(slot, job, result), notify=False)
+        finally:
+            slot.daemons -= 1
+            if not slot.daemons:
+                slot.live = None
+                ctx.slots.close(slot)
+            if stopped.reason and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
+                # The object is being deleted: what only lived for it goes (a connection's client
+                # and its dependents learn it at once; a workspace's health series).
+                forget = getattr(self.reconcilers[(kind, job)], "forget", None)
+                if forget is not None:
+                    await forget(key)
+
+    def _first_due(self, kind: str, job: str, body: kopf.Body) -> float | None:
+        """A handled object is checked at once (after a restart: reads, no writes); a new one waits
+        for its change handler, which schedules what comes next."""
+        if kind == context.KIND_WORKFLOW_RUN:
+            return time.monotonic()
+        if job == "monitor":  # a Ready Workspace (after a restart) at once; others once Ready
+            return time.monotonic() if managed.is_ready(dict(body)) else None
+        handled = (body.get("status") or {}).get(common.STATUS_LAST_HANDLED)
+        return time.monotonic() if handled else None
+
+    @staticmethod
+    async def _sleep(slot: runtime.Slot, job: str, stopped: kopf.DaemonStopped) -> None:
+        event = slot.event(job)
+        while not stopped:
+            due = slot.due.get(job)
+            timeout = None if due is None else due - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                return
+            event.clear()
+            waiter = asyncio.ensure_future(event.wait())
+            stopper = asyncio.ensure_future(stopped.wait())
+            try:
+                await asyncio.wait({waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+                stopper.cancel()
+
+    async def _settle(self, slot: runtime.Slot) -> None:
+        """Kopf's write-then-wait for the status a change handler left in Kopf's patch: the daemon's
+        next pass waits (bounded) until the live body shows it, so it never decides on the version
+        before it."""
+        if slot.pending_rv is None:
+            return
+        deadline = time.monotonic() + self.config.consistency_timeout
+        while time.monotonic() < deadline:
+            body = slot.body(provisional=False)
+            if runtime.resource_version(body) > slot.pending_rv:
+                break
+            await asyncio.sleep(0.05)
+        slot.pending_rv = None
+        slot.provisional = None
+
+
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    raw = dict(body)
+    meta = dict(raw.get("metadata") or {})
+    meta.pop("managedFields", None)
+    raw["metadata"] = meta
+    return raw
 
 
 def build(config: Config) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings, dict[str, Any]]:
     registry = kopf.OperatorRegistry()
     settings = kopf.OperatorSettings()
-    # Kopf's own finalizer must differ from the operator's: Kopf removes its finalizer from objects
-    # that have no deletion handlers, and only watch handlers are used here, so it never adds it.
-    settings.persistence.finalizer = f"{common.GROUP}/kopf-finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=common.GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=common.GROUP, key="last-handled-configuration"
+    settings.persistence.finalizer = common.FINALIZER
+    # Progress (only while a handler retries, e.g. a deletion RunWhen refuses for now) lives under a
+    # prefix of its own: a prefix not starting with "kopf." makes Kopf brand it with a
+    # `<prefix>/kopf-managed` annotation (one more write per object) and then ignore every
+    # annotation under it, which would hide the operator's own paused/poll-interval annotations.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=f"kopf.{common.GROUP}")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
+        field=f"status.{common.STATUS_LAST_HANDLED}"
     )
-    settings.posting.enabled = False  # events are written by the reconcilers, on transitions only
+    settings.persistence.consistency_timeout = config.consistency_timeout
+    settings.posting.enabled = True  # kopf.event() from the reconcilers, on transitions only ...
+    settings.posting.loggers = False  # ... never the log lines
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.watching.reconnect_backoff = 1.0
-    # Kopf runs one short-lived task per object only to hand its events to the runtime: no limit on
-    # them (a limit stalls the whole watch of a kind once that many objects had events in the last
-    # idle_timeout), and they exit soon after their last event.
     settings.queueing.worker_limit = None
     settings.queueing.idle_timeout = 5.0
-    # High availability uses a Lease (handlers/leader.py), not Kopf's peering: Kopf's peering pauses
-    # only Kopf's own handlers, while reconciles here run from the runtime's queue and timers.
-    settings.peering.standalone = True
+    settings.peering.standalone = True  # one active replica: the Lease (handlers/leader.py)
     settings.networking.request_timeout = 60
 
-    state: dict[str, Any] = {}
+    runner = Runner(config)
+    state: dict[str, Any] = {"runner": runner}
 
     @kopf.on.login(registry=registry)
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        # The same credentials as the operator's own client, whether in-cluster or a kubeconfig.
-        cfg = kube.load_configuration(config.kubeconfig)
-        token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
-        if token and token.lower().startswith("bearer "):
-            token = token[7:]
-        return kopf.ConnectionInfo(
-            server=cfg.host,
-            ca_path=cfg.ssl_ca_cert,
-            insecure=not cfg.verify_ssl,
-            token=token or None,
-            certificate_path=cfg.cert_file,
-            private_key_path=cfg.key_file,
-            expiration=None,
-        )
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # Kopf's own login with the kubernetes client library (in-cluster first, then a kubeconfig:
+        # the one given to the operator, the same the operator's own client uses).
+        if config.kubeconfig:
+            kube_config.KUBE_CONFIG_DEFAULT_LOCATION = config.kubeconfig
+        return kopf.login_via_client(**kwargs)
 
     @kopf.on.startup(registry=registry)
     async def startup(**_: Any) -> None:
         configuration = kube.load_configuration(config.kubeconfig)
         ctx = context.Context(
-            controller=runtime.Controller(workers=config.workers),
-            kube=kube.Kube(configuration),
+            slots=runtime.Slots(workers=config.workers),
+            kube=kube.Kube(configuration, timeout=config.kube_timeout),
             registry=registry_mod.Registry(**config.client_options),
-            listings=listing.ListingCache(),
+            listings=listing.ListingCache(create_grace=config.options.create_grace),
             options=config.options,
             metrics=config.metrics or context.Metrics(),
         )
-        controller = ctx.controller
-        for kind in (context.KIND_CLUSTER_CONNECTION, context.KIND_CONNECTION):
-            controller.register(kind, connections.ConnectionReconciler(ctx, kind))
-        controller.register(context.KIND_WORKSPACE, managed.WorkspaceReconciler(ctx))
-        controller.register(context.KIND_WORKSPACE, monitor.WorkspaceMonitor(ctx), job="monitor")
-        controller.register(context.KIND_WORKFLOW, managed.WorkflowReconciler(ctx))
-        controller.register(context.KIND_PERSONA, managed.PersonaReconciler(ctx))
-        controller.register(context.KIND_WORKFLOW_RUN, workflowrun.WorkflowRunReconciler(ctx))
-        controller.on_result = lambda key, result, seconds: ctx.metrics.reconciled(
-            key.kind if key.job == "reconcile" else f"{key.kind}/{key.job}",
-            "error" if result.error else "ok",
-            seconds,
-        )
-        controller.start()
+        recs = runner.reconcilers
+        for kind in CONNECTION_KINDS:
+            recs[(kind, "reconcile")] = connections.ConnectionReconciler(ctx, kind)
+        recs[(context.KIND_WORKSPACE, "reconcile")] = managed.WorkspaceReconciler(ctx)
+        recs[(context.KIND_WORKSPACE, "monitor")] = monitor.WorkspaceMonitor(ctx)
+        recs[(context.KIND_WORKFLOW, "reconcile")] = managed.WorkflowReconciler(ctx)
+        recs[(context.KIND_PERSONA, "reconcile")] = managed.PersonaReconciler(ctx)
+        recs[(context.KIND_WORKFLOW_RUN, "reconcile")] = workflowrun.WorkflowRunReconciler(ctx)
+        runner.ctx = ctx
         state["ctx"] = ctx
-        if config.peering:
-            controller.pause()
-            jobs: dict[str, tuple[str, ...]] = dict.fromkeys(WATCHED, ("reconcile",))
-            jobs[context.KIND_WORKSPACE] = ("reconcile", "monitor")
-
-            def started() -> None:
-                controller.resume()
-                controller.enqueue_all(jobs)
-
-            elector = leader.LeaderElector(
-                ctx.kube,
-                namespace=config.leader_namespace,
-                name=config.peering,
-                identity=f"{socket.gethostname()}-{os.getpid()}",
-                on_started_leading=started,
-                on_stopped_leading=controller.pause,
-            )
-            state["elector"] = asyncio.create_task(elector.run(), name="leader-election")
         if config.on_context is not None:
             config.on_context(ctx)
-        log.info("runwhen-operator started with %d workers", config.workers)
+        log.info("runwhen-operator started (at most %d passes at once)", config.workers)
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
         ctx: context.Context | None = state.pop("ctx", None)
-        if ctx is not None:
-            await ctx.controller.stop()
-        # Only once no reconcile runs here any more is the Lease handed over to a standby.
-        elector: asyncio.Task[None] | None = state.pop("elector", None)
-        if elector is not None:
-            elector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await elector
+        runner.ctx = None
         if ctx is None:
             return
         await ctx.registry.close()
         ctx.kube.close()
 
-    for kind, plural in WATCHED.items():
-        _register_watch(registry, state, kind, plural)
-
+    for kind in (*CONNECTION_KINDS, *MANAGED_KINDS):
+        _register_changes(registry, runner, kind)
+    for kind in (*CONNECTION_KINDS, *MANAGED_KINDS, context.KIND_WORKFLOW_RUN):
+        _register_daemon(registry, runner, kind, "reconcile")
+    _register_daemon(registry, runner, context.KIND_WORKSPACE, "monitor")
+    _register_indices(registry)
     return registry, settings, state
 
 
-def _register_watch(registry: kopf.OperatorRegistry, state: dict[str, Any], kind: str, plural: str) -> None:
-    @kopf.on.event(common.GROUP, common.VERSION, plural, registry=registry, id=f"watch-{plural}")
-    async def on_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        ctx: context.Context | None = state.get("ctx")
-        if ctx is None:
-            return
-        raw = copy.deepcopy(dict(body))
-        meta = raw.get("metadata", {})
-        meta.pop("managedFields", None)  # half of a stored body, and nothing here reads it
-        if event.get("type") == "DELETED":
-            ctx.controller.observe(kind, raw, deleted=True, jobs=("reconcile", "monitor"))
-            if kind == context.KIND_WORKSPACE:  # its health timer is gone: so are its series
-                ctx.metrics.forget_workspace(meta.get("namespace") or "", meta["name"])
-            if kind in (context.KIND_CLUSTER_CONNECTION, context.KIND_CONNECTION):
-                ctx.controller.enqueue(runtime.Key(kind, meta.get("namespace") or "", meta["name"]))
-            return
-        old = ctx.controller.store.get(kind, meta.get("namespace") or "", meta["name"])
-        if _interesting(old, raw):
-            ctx.controller.observe(kind, raw)
-        else:
-            ctx.controller.store.put(kind, raw)
+def _register_changes(registry: kopf.OperatorRegistry, runner: Runner, kind: str) -> None:
+    res = (common.GROUP, common.VERSION, plural(kind))
+
+    async def changed(body: kopf.Body, patch: kopf.Patch, **kwargs: Any) -> None:
+        await runner.changed(kind, body, patch, kwargs)
+
+    kopf.on.create(*res, registry=registry, id="create")(changed)
+    kopf.on.update(*res, registry=registry, id="update")(changed)
+    kopf.on.delete(*res, registry=registry, id="delete")(changed)
+
+
+def _register_daemon(registry: kopf.OperatorRegistry, runner: Runner, kind: str, job: str) -> None:
+    res = (common.GROUP, common.VERSION, plural(kind))
+
+    async def daemon(body: kopf.Body, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
+        await runner.daemon(kind, job, body, stopped, kwargs)
+
+    kopf.daemon(*res, registry=registry, id=job, cancellation_timeout=10.0)(daemon)
+
+
+def _register_indices(registry: kopf.OperatorRegistry) -> None:
+    for kind, ref_field in DEPENDENTS:
+        _dependents_index(registry, kind, ref_field)
+    for kind in USES_CONNECTION:
+        _connection_index(registry, kind)
+
+
+def _dependents_index(registry: kopf.OperatorRegistry, kind: str, ref_field: str) -> None:
+    def index(namespace: str | None, name: str | None, spec: kopf.Spec, **_: Any) -> Any:
+        ref = (spec.get(ref_field) or {}).get("name")
+        return {(namespace or "", str(ref)): name} if ref else None
+
+    kopf.index(
+        common.GROUP,
+        common.VERSION,
+        plural(kind),
+        registry=registry,
+        id=context.dependents_index(kind, ref_field),
+    )(index)
+
+
+def _connection_index(registry: kopf.OperatorRegistry, kind: str) -> None:
+    def index(body: kopf.Body, namespace: str | None, name: str | None, spec: kopf.Spec, **_: Any) -> Any:
+        cid = context.connection_id(dict(body), dict(spec.get("connectionRef") or {}))
+        return {cid: (namespace or "", name)}
+
+    kopf.index(
+        common.GROUP, common.VERSION, plural(kind), registry=registry, id=context.connection_index(kind)
+    )(index)
+
+
+class LeadershipLost(SystemExit):
+    """The Lease went to another replica: this process exits at once (as controller-runtime's
+    managers do) and its restart makes it a standby."""
 
 
 async def run(config: Config, *, stop_flag: asyncio.Event | None = None) -> None:
     registry, settings, _ = build(config)
+    if config.peering:
+        await _run_leading(config, registry, settings, stop_flag)
+        return
+    await _operator(config, registry, settings, stop_flag)
+
+
+async def _operator(
+    config: Config,
+    registry: kopf.OperatorRegistry,
+    settings: kopf.OperatorSettings,
+    stop_flag: asyncio.Event | None,
+) -> None:
     await kopf.operator(
         registry=registry,
         settings=settings,
@@ -221,3 +382,48 @@ async def run(config: Config, *, stop_flag: asyncio.Event | None = None) -> None
         liveness_endpoint=config.liveness_endpoint,
         stop_flag=stop_flag,
     )
+
+
+async def _run_leading(
+    config: Config,
+    registry: kopf.OperatorRegistry,
+    settings: kopf.OperatorSettings,
+    stop_flag: asyncio.Event | None,
+) -> None:
+    """Kopf runs only while this replica holds the Lease; losing it ends the process."""
+    lease_kube = kube.Kube(kube.load_configuration(config.kubeconfig), threads=2, timeout=config.kube_timeout)
+    leading = asyncio.Event()
+
+    def lost() -> None:
+        log.critical("lost the leadership: exiting so that no pass of this replica runs any more")
+        logging.shutdown()
+        os._exit(1)
+
+    elector = leader.LeaderElector(
+        lease_kube,
+        namespace=config.leader_namespace,
+        name=str(config.peering),
+        identity=f"{socket.gethostname()}-{os.getpid()}",
+        on_started_leading=leading.set,
+        on_stopped_leading=lost,
+    )
+    election = asyncio.create_task(elector.run(), name="leader-election")
+    standby = await leader.serve_standby_liveness(config.liveness_endpoint)
+    try:
+        waiter = asyncio.ensure_future(leading.wait())
+        stopper = asyncio.ensure_future(stop_flag.wait()) if stop_flag is not None else None
+        await asyncio.wait([w for w in (waiter, stopper, election) if w], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if stopper is not None:
+            stopper.cancel()
+        if standby is not None:
+            await standby.cleanup()
+            standby = None
+        if leading.is_set():
+            await _operator(config, registry, settings, stop_flag)
+    finally:
+        if standby is not None:
+            await standby.cleanup()
+        election.cancel()
+        await asyncio.gather(election, return_exceptions=True)
+        lease_kube.close()

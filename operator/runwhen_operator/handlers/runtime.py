@@ -1,24 +1,29 @@
-"""The controller runtime: an object cache, a work queue and timers (after controller-runtime).
+"""What Kopf's handlers and daemons share about one object: its slot.
 
-Kopf watches the kinds and hands every event to `Controller.observe`, which stores the newest body
-and queues the object's key. Workers take keys off the queue one at a time per key (an object is
-never reconciled twice at once), run the kind's reconciler, and schedule the next pass: the drift
-check at the poll interval (jittered), growing delays after transient errors, nothing after a
-terminal error (a change to the object queues it again).
+Kopf runs the passes: its change handlers (``on.create``/``on.update``/``on.delete``) for what the
+user changed, and one daemon per object and job for everything that comes by itself (the drift check
+at the object's own poll interval, the retry after a transient error, the wait for a parent or a
+connection). Both go through the object's `Slot`:
+
+- ``lock``: an object is never reconciled twice at once (a handler and its daemon take turns);
+- ``body()``: the newest body known, the daemon's live view (Kopf keeps it current) or what the
+  operator's own last status write returned, whichever has the newer resourceVersion; never used to
+  decide whether an event matters (Kopf's diff base does that);
+- ``wake()``: a handler, the parent Workspace or the connection asks the daemon to look again now;
+- ``due``: when the daemon runs its next pass (the result of the last pass, whoever ran it).
+
+Kopf cannot trigger another object's handlers; the slots are the smallest piece that lets a
+Workspace turning Ready, or a connection being fixed, reach its dependents at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
-
-log = logging.getLogger("runwhen_operator.runtime")
 
 Body = dict[str, Any]
 
@@ -38,6 +43,10 @@ class Key(NamedTuple):
     def with_job(self, job: str) -> Key:
         return Key(self.kind, self.namespace, self.name, job)
 
+    @property
+    def object(self) -> tuple[str, str, str]:
+        return (self.kind, self.namespace, self.name)
+
 
 @dataclass(frozen=True)
 class Result:
@@ -45,130 +54,20 @@ class Result:
 
     after: float | None = None
     error: bool = False  # a transient failure: use growing delays, ignore `after` unless longer
+    finalized: bool = False  # a deletion pass finished: the finalizer may go
 
 
-def _rv(body: Body) -> int:
+def resource_version(body: Body | None) -> int:
     try:
-        return int(body.get("metadata", {}).get("resourceVersion", 0))
+        return int(((body or {}).get("metadata") or {}).get("resourceVersion", 0))
     except (TypeError, ValueError):
         return 0
 
 
-class Store:
-    """The newest body of every watched object, keyed by (kind, namespace, name)."""
-
-    def __init__(self) -> None:
-        self._objects: dict[tuple[str, str, str], Body] = {}
-
-    @staticmethod
-    def _key(kind: str, namespace: str, name: str) -> tuple[str, str, str]:
-        return (kind, namespace, name)
-
-    def put(self, kind: str, body: Body) -> bool:
-        """Keep `body` unless an object with a newer resourceVersion is already stored."""
-        meta = body.get("metadata", {})
-        key = self._key(kind, meta.get("namespace") or "", meta["name"])
-        old = self._objects.get(key)
-        if old is not None and old.get("metadata", {}).get("uid") == meta.get("uid") and _rv(old) > _rv(body):
-            return False
-        self._objects[key] = body
-        return True
-
-    def get(self, kind: str, namespace: str, name: str) -> Body | None:
-        return self._objects.get(self._key(kind, namespace, name))
-
-    def delete(self, kind: str, namespace: str, name: str) -> None:
-        self._objects.pop(self._key(kind, namespace, name), None)
-
-    def items(self, kind: str, namespace: str | None = None) -> Iterator[Body]:
-        for (k, ns, _), body in list(self._objects.items()):
-            if k == kind and (namespace is None or ns == namespace):
-                yield body
-
-    def __len__(self) -> int:
-        return len(self._objects)
-
-
-class WorkQueue:
-    """Keys to process: deduplicated while waiting, never handed out twice at once."""
-
-    def __init__(self) -> None:
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._waiting: set[Key] = set()
-        self._processing: set[Key] = set()
-        self._dirty: set[Key] = set()  # added while processing: re-queue when done
-        self._timers: dict[Key, asyncio.TimerHandle] = {}
-        self._due: dict[Key, float] = {}
-
-    def add(self, key: Key) -> None:
-        if key in self._processing:
-            self._dirty.add(key)
-            return
-        if key in self._waiting:
-            return
-        self._waiting.add(key)
-        self._queue.put_nowait(key)
-
-    def add_after(self, key: Key, delay: float) -> None:
-        """Queue `key` in `delay` seconds, replacing any later timer for it (an earlier one stays)."""
-        loop = asyncio.get_running_loop()
-        due = loop.time() + max(0.0, delay)
-        existing = self._timers.get(key)
-        if existing is not None and not existing.cancelled() and self._due.get(key, due) <= due:
-            return
-        if existing is not None:
-            existing.cancel()
-        self._due[key] = due
-        self._timers[key] = loop.call_at(due, self._fire, key)
-
-    def reschedule(self, key: Key, delay: float) -> None:
-        """Queue `key` in exactly `delay` seconds, replacing any timer for it."""
-        self.cancel(key)
-        self.add_after(key, delay)
-
-    def cancel(self, key: Key) -> None:
-        handle = self._timers.pop(key, None)
-        self._due.pop(key, None)
-        if handle is not None:
-            handle.cancel()
-
-    def _fire(self, key: Key) -> None:
-        self._timers.pop(key, None)
-        self._due.pop(key, None)
-        self.add(key)
-
-    async def get(self) -> Key:
-        key = await self._queue.get()
-        self._waiting.discard(key)
-        self._processing.add(key)
-        return key
-
-    def done(self, key: Key) -> None:
-        self._processing.discard(key)
-        if key in self._dirty:
-            self._dirty.discard(key)
-            self.add(key)
-
-    def scheduled(self, key: Key) -> bool:
-        return key in self._timers or key in self._waiting or key in self._processing
-
-    def forget(self, kind: str, namespace: str, name: str) -> None:
-        for key in [k for k in self._timers if (k.kind, k.namespace, k.name) == (kind, namespace, name)]:
-            self.cancel(key)
-
-    def __len__(self) -> int:
-        return self._queue.qsize()
-
-    @property
-    def timers(self) -> int:
-        return len(self._timers)
-
-
-Reconciler = Callable[[Key], Awaitable[Result]]
-
-
 @dataclass
 class Backoff:
+    """The one backoff: doubling from `base` to `cap` seconds, jittered to half of that."""
+
     base: float = 1.0
     cap: float = 300.0
 
@@ -181,122 +80,109 @@ def jitter(interval: float, fraction: float = 0.1) -> float:
     return interval * random.uniform(1 - fraction, 1 + fraction)
 
 
-class Controller:
-    """Runs reconcilers for queued keys with `workers` concurrent workers."""
+@dataclass
+class Slot:
+    """One object's shared state (see the module docstring)."""
+
+    key: tuple[str, str, str]
+    live: Any = None  # Kopf's live body of the object (a daemon's `body`)
+    written: Body | None = None  # what the operator's own last write returned
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    failures: dict[str, int] = field(default_factory=dict)  # per job
+    due: dict[str, float | None] = field(default_factory=dict)  # per job: monotonic time, None=never
+    events: dict[str, asyncio.Event] = field(default_factory=dict)  # per job: wake the daemon
+    daemons: int = 0
+    pending_rv: int | None = None  # a status patch Kopf applies after the handler, from this version
+    provisional: Body | None = None  # the object as it will be once Kopf has applied that patch
+
+    def body(self, *, provisional: bool = True) -> Body | None:
+        live = dict(self.live) if self.live is not None else None
+        newest = live
+        if self.written is not None and (
+            live is None or resource_version(self.written) > resource_version(live)
+        ):
+            newest = self.written
+        if (
+            provisional
+            and self.provisional is not None
+            and self.pending_rv is not None
+            and resource_version(newest) <= self.pending_rv
+        ):
+            return self.provisional
+        return newest
+
+    def event(self, job: str) -> asyncio.Event:
+        ev = self.events.get(job)
+        if ev is None:
+            ev = self.events[job] = asyncio.Event()
+        return ev
+
+    def wake(self, job: str = "reconcile") -> None:
+        self.due[job] = time.monotonic()
+        self.event(job).set()
+
+    def schedule(self, job: str, after: float | None, *, notify: bool = True) -> None:
+        """The next pass of `job` in `after` seconds (None: only when woken); tells its daemon."""
+        self.due[job] = None if after is None else time.monotonic() + max(0.0, after)
+        if notify:
+            self.event(job).set()
+
+
+class Slots:
+    """Every object's slot, by (kind, namespace, name)."""
 
     def __init__(self, *, workers: int = 16, backoff: Backoff | None = None) -> None:
-        self.store = Store()
-        self.queue = WorkQueue()
-        self.reconcilers: dict[tuple[str, str], Reconciler] = {}
-        self.workers = workers
+        self._slots: dict[tuple[str, str, str], Slot] = {}
         self.backoff = backoff or Backoff()
-        self._failures: dict[Key, int] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self._active = asyncio.Event()
-        self._active.set()
+        self.passes = asyncio.Semaphore(workers)  # concurrent passes, all kinds together
         self.reconciles = 0
-        self.on_result: Callable[[Key, Result, float], None] | None = None
 
-    def register(self, kind: str, reconciler: Reconciler, job: str = "reconcile") -> None:
-        self.reconcilers[(kind, job)] = reconciler
+    def get(self, kind: str, namespace: str, name: str) -> Slot | None:
+        return self._slots.get((kind, namespace, name))
 
-    def observe(
-        self, kind: str, body: Body, *, deleted: bool = False, jobs: tuple[str, ...] = ("reconcile",)
-    ) -> None:
-        """A watch event: keep the body, queue the object's jobs (or forget a deleted object)."""
-        meta = body.get("metadata", {})
-        namespace, name = meta.get("namespace") or "", meta["name"]
-        if deleted:
-            self.store.delete(kind, namespace, name)
-            self.queue.forget(kind, namespace, name)
-            for job in jobs:
-                self._failures.pop(Key(kind, namespace, name, job), None)
-            return
-        if self.store.put(kind, body):
-            for job in jobs:
-                self.queue.add(Key(kind, namespace, name, job))
+    def open(self, kind: str, namespace: str, name: str) -> Slot:
+        key = (kind, namespace, name)
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = Slot(key)
+        return slot
 
-    def enqueue(self, key: Key, delay: float = 0.0) -> None:
-        if delay <= 0:
-            self.queue.add(key)
-        else:
-            self.queue.add_after(key, delay)
+    def close(self, slot: Slot) -> None:
+        if self._slots.get(slot.key) is slot and slot.daemons <= 0:
+            del self._slots[slot.key]
 
-    def enqueue_all(self, jobs: dict[str, tuple[str, ...]]) -> int:
-        """Queue every cached object's jobs (after becoming the leader): `jobs` maps kind -> jobs."""
-        count = 0
-        for kind, kind_jobs in jobs.items():
-            for body in self.store.items(kind):
-                meta = body["metadata"]
-                for job in kind_jobs:
-                    self.queue.add(Key(kind, meta.get("namespace") or "", meta["name"], job))
-                    count += 1
-        return count
+    def body(self, kind: str, namespace: str, name: str) -> Body | None:
+        slot = self._slots.get((kind, namespace, name))
+        return slot.body() if slot is not None else None
 
-    # -- activity (leadership) ---------------------------------------------------------------
-    def pause(self) -> None:
-        self._active.clear()
+    def remember(self, kind: str, body: Body) -> None:
+        """The operator's own write returned `body`: newer than the live view until its event."""
+        meta = body.get("metadata") or {}
+        slot = self._slots.get((kind, meta.get("namespace") or "", meta.get("name", "")))
+        if slot is not None and resource_version(body) >= resource_version(slot.body()):
+            slot.written = body
 
-    def resume(self) -> None:
-        self._active.set()
+    def wake(self, kind: str, namespace: str, name: str, job: str = "reconcile") -> None:
+        slot = self._slots.get((kind, namespace, name))
+        if slot is not None:
+            slot.wake(job)
 
-    @property
-    def active(self) -> bool:
-        return self._active.is_set()
+    def items(self, kind: str, namespace: str | None = None) -> Iterator[Body]:
+        for (k, ns, _), slot in list(self._slots.items()):
+            if k == kind and (namespace is None or ns == namespace):
+                body = slot.body()
+                if body is not None:
+                    yield body
 
-    # -- workers -----------------------------------------------------------------------------
-    def start(self) -> None:
-        if self._tasks:
-            return
-        self._tasks = [
-            asyncio.create_task(self._worker(i), name=f"reconcile-worker-{i}") for i in range(self.workers)
-        ]
+    def __len__(self) -> int:
+        return len(self._slots)
 
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-
-    async def _worker(self, index: int) -> None:
-        while True:
-            key = await self.queue.get()
-            try:
-                await self._active.wait()
-                await self.process(key)
-            finally:
-                self.queue.done(key)
-
-    async def process(self, key: Key) -> None:
-        reconciler = self.reconcilers.get((key.kind, key.job))
-        if reconciler is None:
-            return
-        started = time.monotonic()
-        try:
-            result = await reconciler(key)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("reconciling %s failed", key)
-            result = Result(error=True)
-        self.reconciles += 1
-        if self.on_result is not None:
-            self.on_result(key, result, time.monotonic() - started)
-        self._schedule(key, result)
-
-    def _schedule(self, key: Key, result: Result) -> None:
+    def next_delay(self, slot: Slot, job: str, result: Result) -> float | None:
+        """When to run `job` again after `result`: growing delays after errors, else as asked."""
         if result.error:
-            failures = self._failures.get(key, 0) + 1
-            self._failures[key] = failures
+            failures = slot.failures.get(job, 0) + 1
+            slot.failures[job] = failures
             delay = self.backoff.delay(failures)
-            if result.after is not None:
-                delay = max(delay, result.after)
-            self.queue.reschedule(key, delay)
-            return
-        self._failures.pop(key, None)
-        if result.after is None:
-            self.queue.cancel(key)
-        else:
-            self.queue.reschedule(key, result.after)
+            return max(delay, result.after) if result.after is not None else delay
+        slot.failures.pop(job, None)
+        return result.after

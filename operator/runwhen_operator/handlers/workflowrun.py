@@ -80,7 +80,7 @@ class WorkflowRunReconciler:
 
     async def __call__(self, key: runtime.Key) -> runtime.Result:
         ctx = self.ctx
-        body = ctx.controller.store.get(context.KIND_WORKFLOW_RUN, key.namespace, key.name)
+        body = ctx.latest(context.KIND_WORKFLOW_RUN, key.namespace, key.name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return runtime.Result()
         if context.is_paused(body):
@@ -133,7 +133,7 @@ class WorkflowRunReconciler:
             # Recorded with the intent: a run already asked for is followed where it was started.
             conn_ref = spec.get("connectionRef") or {}
             if not conn_ref and spec.get("workflowRef"):
-                wf = self.ctx.controller.store.get(
+                wf = self.ctx.latest(
                     context.KIND_WORKFLOW, body["metadata"]["namespace"], str(spec["workflowRef"]["name"])
                 )
                 conn_ref = ((wf or {}).get("spec") or {}).get("connectionRef") or {}
@@ -152,7 +152,7 @@ class WorkflowRunReconciler:
             return given, spec.get("connectionRef") or {}
         ref = str((spec.get("workflowRef") or {}).get("name"))
         namespace = body["metadata"]["namespace"]
-        wf = self.ctx.controller.store.get(context.KIND_WORKFLOW, namespace, ref)
+        wf = self.ctx.latest(context.KIND_WORKFLOW, namespace, ref)
         if wf is None:
             return f'waiting for Workflow "{ref}"'
         wf_status = wf.get("status") or {}
@@ -209,7 +209,8 @@ class WorkflowRunReconciler:
             },
         )
         session = f"run session {run.session_id}" if run.session_id is not None else "a run session"
-        await self.ctx.kube.event(
+        context.event(
+            self.ctx,
             body,
             "Normal",
             "Triggered",
@@ -264,7 +265,8 @@ class WorkflowRunReconciler:
                     "message": f"found run session {found.session_id} of the interrupted trigger",
                 },
             )
-            await self.ctx.kube.event(
+            context.event(
+                self.ctx,
                 body,
                 "Normal",
                 "Triggered",
@@ -329,9 +331,9 @@ class WorkflowRunReconciler:
         }
         body = await self._write(body, update)
         if phase in SUCCEEDED:
-            await self.ctx.kube.event(body, "Normal", "Completed", message)
+            context.event(self.ctx, body, "Normal", "Completed", message)
         else:
-            await self.ctx.kube.event(body, "Warning", "Failed", f"{reason}: {message}")
+            context.event(self.ctx, body, "Warning", "Failed", f"{reason}: {message}")
 
     async def _ttl_latest(self, body: Body) -> runtime.Result:
         latest = self._latest(body)
@@ -371,23 +373,21 @@ class WorkflowRunReconciler:
             )
         except kube.Conflict:
             fresh = await kube_api.call(kube_api.custom.get_namespaced_custom_object, *args)
-            self.ctx.controller.store.put(context.KIND_WORKFLOW_RUN, _body(fresh))
+            self.ctx.slots.remember(context.KIND_WORKFLOW_RUN, _body(fresh))
             log.info("%s/%s changed since it was read; deciding again", meta["namespace"], meta["name"])
             return None
         updated = _body(result)
-        self.ctx.controller.store.put(context.KIND_WORKFLOW_RUN, updated)
+        self.ctx.slots.remember(context.KIND_WORKFLOW_RUN, updated)
         return updated
 
     def _refused(self, cid: connections.ConnectionId, message: str) -> None:
         """RunWhen refused the connection's credentials: let the connection check them again."""
         self.ctx.registry.mark_unauthorized(cid, message)
-        self.ctx.controller.enqueue(runtime.Key(cid[0], cid[1], cid[2]))
+        self.ctx.slots.wake(cid[0], cid[1], cid[2])
 
     def _latest(self, body: Body) -> Body:
         meta = body["metadata"]
-        return (
-            self.ctx.controller.store.get(context.KIND_WORKFLOW_RUN, meta["namespace"], meta["name"]) or body
-        )
+        return self.ctx.latest(context.KIND_WORKFLOW_RUN, meta["namespace"], meta["name"]) or body
 
     async def _write(self, body: Body, status: Body) -> Body:
         """Patch ``status``; while the run is not finished, ``Ready=False`` with its phase as the reason

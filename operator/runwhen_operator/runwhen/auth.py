@@ -330,7 +330,17 @@ class JwtAuthenticator:
             self._inflight = task
             task.add_done_callback(self._renewal_done)
         # shield: a caller that is cancelled does not cancel the renewal the others wait for.
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and not (current is not None and current.cancelling()):
+                # The renewal was cancelled under the caller (the client was closed or rebuilt,
+                # e.g. its Secret rotated): an error the caller handles, not the end of its task.
+                raise errors.TransportError(
+                    "the connection's client was closed while it renewed its token"
+                ) from None
+            raise
 
     def _renewal_done(self, task: asyncio.Task[_Session]) -> None:
         if self._inflight is task:
