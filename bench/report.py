@@ -26,15 +26,17 @@ HOW = {
         " name); a Workflow or Persona is one `POST .../sync-typed` upsert, whose answer names its id"
         " (`resourceId`; without one the operator would read the object back). The upsert is safe to"
         " repeat, so no"
-        " `createPending` write precedes it: **three** Kubernetes writes per child (finalizer, status,"
-        " `Created` Event), four per Workspace. The direct script makes the same POST + PATCH per"
+        " `createPending` write precedes it: **three** Kubernetes writes per child (Kopf's finalizer,"
+        " one status write carrying Kopf's diff base too, the `Created` Event), four per Workspace."
+        " The direct script makes the same POST + PATCH per"
         " workspace and one upsert per child, and reads nothing back."
     ),
     "documented": (
         "every object is one `POST` to its collection (`/api/v3/workspaces/`,"
         " `.../workflows/`, `.../personas/`), whose answer is the object. Each create is guarded by"
-        " `status.createPending`: **four** Kubernetes writes per object (finalizer, `createPending`,"
-        " status, `Created` Event). The direct script makes the same POST per object."
+        " `status.createPending`: **four** Kubernetes writes per object (Kopf's finalizer,"
+        " `createPending`, one status write carrying Kopf's diff base too, `Created` Event)."
+        " The direct script makes the same POST per object."
     ),
 }
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 
+import kopf
 import pytest
 
 from runwhen_operator.handlers import context, operator, runtime
@@ -231,3 +233,44 @@ def test_slot_body_is_the_newest_and_the_provisional_until_kopf_applied_it() -> 
     assert slot.body() == slot.provisional  # a handler's status that Kopf is about to apply
     slot.live = {"metadata": {"resourceVersion": "12"}, "status": {"x": 3}}
     assert slot.body() == slot.live
+
+
+@pytest.mark.parametrize(
+    ("deleting", "result", "raises", "due_in"),
+    [
+        # a handled change: the daemon's next pass is when the pass asked for
+        (False, runtime.Result(after=5.0), None, 5.0),
+        (False, runtime.Result(after=None), None, None),
+        # deletion done: the handler returns and Kopf removes its finalizer
+        (True, runtime.Result(finalized=True), None, None),
+        # deletion not done (paused, RunWhen refused, unreachable): Kopf keeps the finalizer and asks again
+        (True, runtime.Result(), kopf.TemporaryError, None),
+        (True, runtime.Result(error=True), kopf.TemporaryError, None),
+        (True, runtime.Result(after=2.0), kopf.TemporaryError, None),
+    ],
+)
+async def test_change_handler_outcomes(deleting, result, raises, due_in) -> None:  # type: ignore[no-untyped-def]
+    async def reconcile(key: runtime.Key) -> runtime.Result:
+        return result  # type: ignore[no-any-return]
+
+    runner = _runner(reconcile)
+    assert runner.ctx is not None
+    body = _body()
+    if deleting:
+        body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"  # type: ignore[index]
+    runner.ctx.slots.open("K", "ns", "a").daemons = 1  # its daemon is running: the slot stays
+    started = time.monotonic()
+    if raises is None:
+        await runner.changed("K", body, {}, {})  # type: ignore[arg-type]
+    else:
+        with pytest.raises(raises) as caught:
+            await runner.changed("K", body, {}, {})  # type: ignore[arg-type]
+        assert (caught.value.delay or 0) > 0  # type: ignore[attr-defined]
+    slot = runner.ctx.slots.get("K", "ns", "a")
+    assert slot is not None
+    due = slot.due.get("reconcile")
+    if due_in is None:
+        assert due is None or deleting
+    else:
+        assert due is not None
+        assert abs(due - started - due_in) < 0.5

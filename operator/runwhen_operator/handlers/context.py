@@ -130,7 +130,11 @@ def condition_index(status: Body) -> dict[str, Body]:
 def set_condition(
     conditions: list[Body], type_: str, status: str, reason: str, message: str, generation: int | None
 ) -> list[Body]:
-    """A copy of `conditions` with `type_` set; lastTransitionTime moves only when status changes."""
+    """A copy of `conditions` with `type_` set; lastTransitionTime moves only when status changes.
+
+    While a transient failure goes on (a reason of STICKY_REASONS, unchanged), its first message
+    stands: a server that answers 502 and 503 by turns does not rewrite the status at every retry.
+    """
     out: list[Body] = []
     found = False
     for cond in conditions:
@@ -138,6 +142,8 @@ def set_condition(
             out.append(cond)
             continue
         found = True
+        if reason in STICKY_REASONS and cond.get("status") == status and cond.get("reason") == reason:
+            message = str(cond.get("message") or message)
         transition = cond.get("lastTransitionTime") if cond.get("status") == status else now()
         out.append(_condition(type_, status, reason, message, generation, transition or now()))
     if not found:
@@ -153,6 +159,10 @@ STALLED_REASONS = engine.TERMINAL_REASONS | {
     "InvalidConnection",
     "SecretNotReadable",
 }
+
+
+#: Reasons of transient failures whose message is not rewritten while they last (see set_condition).
+STICKY_REASONS = frozenset({engine.REASON_API_ERROR})
 
 
 def drop_condition(conditions: list[Body], type_: str) -> list[Body]:

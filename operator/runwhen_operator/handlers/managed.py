@@ -284,7 +284,10 @@ class ManagedReconciler:
                 if (
                     old is not None
                     and old.get("reason") == event.reason
-                    and old.get("message") == context.truncate(event.message)
+                    and (
+                        event.reason in context.STICKY_REASONS
+                        or old.get("message") == context.truncate(event.message)
+                    )
                 ):
                     continue  # the same complaint again: no new event
             context.event(self.ctx, updated, event.type, event.reason, event.message)

@@ -143,6 +143,8 @@ class WorkspaceMonitor:
         if metrics is not None:
             health["metrics"] = metrics
         old = dict(status.get("health") or {})
+        if state == "Unknown" and old.get("state") == state and old.get("reason") == reason:
+            health["message"] = old.get("message") or health["message"]  # the outage's first words stand
         checked_at = old.pop("checkedAt", None)
         health["checkedAt"] = checked_at if old == health and checked_at else context.now()
         return health

@@ -490,6 +490,13 @@ class RunWhenClient:
                 headers["Authorization"] = authorization
             await self._bucket.acquire()
             started = time.monotonic()
+            if self._http.is_closed:
+                # The connection's client was closed under this request (rebuilt after its Secret
+                # changed, or removed): nothing was sent; the caller's pass fails like a transport
+                # error and is tried again with the connection's new client.
+                raise errors.TransportError(
+                    f"{method} {httpx.URL(url).path} not sent: the connection's client was closed"
+                )
             try:
                 response = await self._http.request(
                     method, url, params=params, json=json_body, data=form_body, headers=headers
