@@ -480,16 +480,7 @@ def test_workflow_and_persona_adoption(rw: RunWhenEnv) -> None:
 
 def test_webhook_token_secret(rw: RunWhenEnv) -> None:
     rw.start_operator()
-    rw.apply("Workspace", "hooks", {"deletionPolicy": "Delete"})
-    rw.apply(
-        "Workflow",
-        "paging",
-        {
-            "workspaceRef": {"name": "hooks"},
-            "definition": definition(),
-            "webhookTokenSecretRef": {"name": "paging-webhook"},
-        },
-    )
+    rw.apply_hooked_workflow("paging-webhook", definition())
     wf = rw.wait_condition("Workflow", "paging")
     wait_for(lambda: rw.read_secret("paging-webhook") is not None, 20, "the webhook Secret")
     written = rw.read_secret("paging-webhook")

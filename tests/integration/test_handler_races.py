@@ -99,16 +99,7 @@ def test_a_failed_webhook_secret_keeps_the_remote_id_and_says_why(rw: RunWhenEnv
         ),
     )
     rw.start_operator()
-    rw.apply("Workspace", "hooks", {"deletionPolicy": "Delete"})
-    rw.apply(
-        "Workflow",
-        "paging",
-        {
-            "workspaceRef": {"name": "hooks"},
-            "definition": _definition("s"),
-            "webhookTokenSecretRef": {"name": "taken"},
-        },
-    )
+    rw.apply_hooked_workflow("taken", _definition("s"))
     wf = rw.wait_condition(
         "Workflow", "paging", "Synced", "False", reason="WebhookSecretConflict", timeout=60
     )

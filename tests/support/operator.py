@@ -231,6 +231,16 @@ class RunWhenEnv:
         apply_manifest(self.api, doc)
         return self.get(kind, name, namespace=namespace)
 
+    def apply_hooked_workflow(self, secret: str, definition: dict[str, Any]) -> None:
+        """Workspace "hooks" and its Workflow "paging", whose webhook token goes to Secret `secret`."""
+        self.apply("Workspace", "hooks", {"deletionPolicy": "Delete"})
+        spec = {
+            "workspaceRef": {"name": "hooks"},
+            "definition": definition,
+            "webhookTokenSecretRef": {"name": secret},
+        }
+        self.apply("Workflow", "paging", spec)
+
     def get(self, kind: str, name: str, *, namespace: str | None = None) -> dict[str, Any]:
         if kind == "ClusterRunWhenConnection":
             return dict(self.custom.get_cluster_custom_object(GROUP, VERSION, PLURALS[kind], name))
