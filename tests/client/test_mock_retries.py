@@ -340,8 +340,12 @@ async def test_hook_failures_do_not_break_requests() -> None:
 
 
 async def test_closed_client_refuses_requests() -> None:
-    rw, _ = make_client(lambda r: json_response(200, workspace()))
+    """A closed client (its connection rebuilt or removed) sends nothing: a transport error the
+    caller's pass handles, never a crash."""
+    seen: list[httpx.Request] = []
+    rw, _ = make_client(lambda r: seen.append(r) or json_response(200, workspace()))
     await rw.aclose()
     await rw.aclose()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(errors.TransportError, match="not sent"):
         await rw.get_workspace("ws1")
+    assert seen == []

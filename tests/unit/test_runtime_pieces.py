@@ -133,6 +133,15 @@ class _Stopped:
         await self._flag.wait()
 
 
+def _stop(runner: operator.Runner, stopped: _Stopped) -> None:
+    """What a deletion does: Kopf's stop flag, then the delete handler wakes the daemons."""
+    stopped.stop()
+    assert runner.ctx is not None
+    slot = runner.ctx.slots.get("K", "ns", "a")
+    if slot is not None:
+        slot.wake_all()
+
+
 def _runner(reconcile, backoff: runtime.Backoff | None = None) -> operator.Runner:  # type: ignore[no-untyped-def]
     runner = operator.Runner(operator.Config())
     runner.ctx = context.Context(
@@ -170,7 +179,7 @@ async def test_a_handler_and_the_daemon_never_run_one_object_twice_at_once() -> 
     await asyncio.sleep(0.02)
     await asyncio.gather(*(runner.changed("K", _body(), {}, {}) for _ in range(5)))  # type: ignore[arg-type]
     await asyncio.sleep(0.05)
-    stopped.stop()
+    _stop(runner, stopped)
     await asyncio.wait_for(daemon, 1)
     assert overlaps == 0
     assert runs >= 7  # the five handled changes and the daemon's own passes, one after another
@@ -190,7 +199,7 @@ async def test_errors_back_off_and_success_schedules_nothing_more() -> None:
     stopped = _Stopped()
     daemon = asyncio.create_task(runner.daemon("K", "reconcile", _body(), stopped, {}))  # type: ignore[arg-type]
     await asyncio.sleep(1.0)
-    stopped.stop()
+    _stop(runner, stopped)
     await asyncio.wait_for(daemon, 1)
     assert len(times) == 4  # three failures retried, then success with no further pass
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -217,7 +226,7 @@ async def test_a_new_object_waits_for_its_change_handler_and_a_wake_runs_a_pass_
     runner.ctx.slots.wake("K", "ns", "a")  # a parent turned Ready, a connection was fixed
     await asyncio.sleep(0.05)
     assert runs == 1
-    stopped.stop()
+    _stop(runner, stopped)
     await asyncio.wait_for(daemon, 1)
     assert runner.ctx.slots.get("K", "ns", "a") is None  # the slot goes with its daemon
 

@@ -98,17 +98,17 @@ class Slot:
     def body(self, *, provisional: bool = True) -> Body | None:
         live = dict(self.live) if self.live is not None else None
         newest = live
-        if self.written is not None and (
-            live is None or resource_version(self.written) > resource_version(live)
-        ):
-            newest = self.written
-        if (
-            provisional
-            and self.provisional is not None
-            and self.pending_rv is not None
-            and resource_version(newest) <= self.pending_rv
-        ):
-            return self.provisional
+        if self.written is not None:
+            if live is None or resource_version(self.written) > resource_version(live):
+                newest = self.written
+            else:
+                self.written = None  # Kopf's live view has caught up: no second copy is kept
+        if self.provisional is not None and self.pending_rv is not None:
+            if resource_version(newest) <= self.pending_rv:
+                if provisional:
+                    return self.provisional
+            elif live is not None:
+                self.provisional = None  # Kopf applied it and the live view shows it
         return newest
 
     def event(self, job: str) -> asyncio.Event:
@@ -120,6 +120,10 @@ class Slot:
     def wake(self, job: str = "reconcile") -> None:
         self.due[job] = time.monotonic()
         self.event(job).set()
+
+    def wake_all(self) -> None:
+        for event in self.events.values():
+            event.set()
 
     def schedule(self, job: str, after: float | None, *, notify: bool = True) -> None:
         """The next pass of `job` in `after` seconds (None: only when woken); tells its daemon."""

@@ -462,6 +462,15 @@ class RunWhenClient:
             replay_safe=True,
         )
 
+    @staticmethod
+    def _closed_error(method: str, url: str) -> errors.TransportError:
+        """The connection's client was closed under this request (rebuilt after its Secret changed,
+        or removed): nothing was sent; the caller's pass fails like a transport error and is tried
+        again with the connection's new client."""
+        return errors.TransportError(
+            f"{method} {httpx.URL(url).path} not sent: the connection's client was closed"
+        )
+
     async def _send(
         self,
         method: str,
@@ -475,7 +484,7 @@ class RunWhenClient:
         replay_safe: bool | None = None,
     ) -> httpx.Response:
         if self._closed:
-            raise RuntimeError("the RunWhen client is closed")
+            raise self._closed_error(method, url)
         safe = method in _REPLAY_SAFE_METHODS if replay_safe is None else replay_safe
         attempt = 0
         budget = self._max_attempts
@@ -490,13 +499,8 @@ class RunWhenClient:
                 headers["Authorization"] = authorization
             await self._bucket.acquire()
             started = time.monotonic()
-            if self._http.is_closed:
-                # The connection's client was closed under this request (rebuilt after its Secret
-                # changed, or removed): nothing was sent; the caller's pass fails like a transport
-                # error and is tried again with the connection's new client.
-                raise errors.TransportError(
-                    f"{method} {httpx.URL(url).path} not sent: the connection's client was closed"
-                )
+            if self._closed or self._http.is_closed:
+                raise self._closed_error(method, url)
             try:
                 response = await self._http.request(
                     method, url, params=params, json=json_body, data=form_body, headers=headers
