@@ -107,7 +107,7 @@ def test_a_failed_webhook_secret_keeps_the_remote_id_and_says_why(rw: RunWhenEnv
     assert len(remote) == 1
     assert wf["status"]["id"] == remote[0]["id"]
     assert "taken" in rw.condition("Workflow", "paging", "Synced")["message"]
-    assert "WebhookSecretConflict" in rw.event_reasons("paging")
+    wait_for(lambda: "WebhookSecretConflict" in rw.event_reasons("paging"), 10, "the warning event")
     secret = rw.read_secret("taken")
     assert secret is not None
     assert set(secret.data or {}) == {"other"}  # not overwritten

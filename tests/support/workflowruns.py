@@ -16,7 +16,7 @@ from kubernetes import client as k8s
 from runwhen_operator.handlers import context, kube, runtime, workflowrun
 from runwhen_operator.reconcile import connections, listing
 from tests.support.controlplane import Cluster
-from tests.support.operator import RunWhenEnv
+from tests.support.operator import RunWhenEnv, wait_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "hack"))
 import testenv
@@ -29,6 +29,17 @@ def status_of(rw: RunWhenEnv, name: str) -> dict[str, Any]:
 def events_of(rw: RunWhenEnv, name: str) -> list[tuple[str, str, str]]:
     items = k8s.CoreV1Api(rw.api).list_namespaced_event(rw.namespace).items
     return [(str(e.type), str(e.reason), str(e.message)) for e in items if e.involved_object.name == name]
+
+
+def events_after(rw: RunWhenEnv, name: str, last: tuple[str, str]) -> list[tuple[str, str]]:
+    """(type, reason) of the run's events, once `last` is among them: Kopf posts events in the
+    background, shortly after the status that caused them."""
+
+    def reasons() -> list[tuple[str, str]]:
+        return [(kind, reason) for kind, reason, _ in events_of(rw, name)]
+
+    wait_for(lambda: last in reasons(), 10, lambda: f"the {last} event of {name}: {reasons()}")
+    return reasons()
 
 
 def parse_time(value: str) -> datetime:
