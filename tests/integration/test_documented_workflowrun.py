@@ -14,16 +14,10 @@ from typing import Any
 
 import pytest
 
+from tests.support import workflowruns
 from tests.support.controlplane import Cluster
 from tests.support.operator import RunWhenEnv, wait_for
-from tests.support.workflowruns import (
-    events_after,
-    events_of,
-    kubectl,
-    parse_time,
-    status_of,
-    two_replicas_on_one_version,
-)
+from tests.support.workflowruns import events_of, kubectl, parse_time, status_of, two_replicas_on_one_version
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +96,7 @@ def test_successful_run_is_followed_to_complete(rw: RunWhenEnv, control_plane: C
     assert conditions["Complete"]["reason"] == "Completed"
     assert conditions["Failed"]["status"] == "False"
     assert rw.emulator.requests()[RUN_POST] == 1
-    reasons = events_after(rw, "fix-it", ("Normal", "Completed"))
+    reasons = workflowruns.events_after(rw, "fix-it", ("Normal", "Completed"))
     assert ("Normal", "Triggered") in reasons
     assert not any(kind == "Warning" for kind, _ in reasons)
 
@@ -167,7 +161,7 @@ def test_failed_run_sets_the_failed_condition(rw: RunWhenEnv, control_plane: Clu
     assert [s["id"] for s in sessions] == [status["runSessionId"]]
     assert sessions[0]["status"] == "failed"
     assert status["completedAt"]
-    events = events_after(rw, "doomed", ("Warning", "Failed"))
+    events = workflowruns.events_after(rw, "doomed", ("Warning", "Failed"))
     assert not any(reason == "Completed" for _, reason in events)
 
 

@@ -12,16 +12,10 @@ from typing import Any
 
 import pytest
 
+from tests.support import workflowruns
 from tests.support.controlplane import Cluster
 from tests.support.operator import RunWhenEnv, wait_for
-from tests.support.workflowruns import (
-    events_after,
-    events_of,
-    kubectl,
-    parse_time,
-    status_of,
-    two_replicas_on_one_version,
-)
+from tests.support.workflowruns import events_of, kubectl, parse_time, status_of, two_replicas_on_one_version
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +95,7 @@ def test_a_run_is_one_named_session_of_the_workflow_tasks(rw: RunWhenEnv, contro
     conditions = {c["type"]: c for c in status["conditions"]}
     assert (conditions["Complete"]["status"], conditions["Failed"]["status"]) == ("True", "False")
     assert rw.emulator.requests()[RUN_POST] == 1
-    assert ("Normal", "Triggered") in events_after(rw, "fix-it", ("Normal", "Completed"))
+    assert ("Normal", "Triggered") in workflowruns.events_after(rw, "fix-it", ("Normal", "Completed"))
 
     # Finished runs are left alone: no second run, no status writes.
     version = rw.get("WorkflowRun", "fix-it")["metadata"]["resourceVersion"]
