@@ -18,20 +18,10 @@ import pytest
 
 from runwhen_operator.runwhen import auth, client, dialect, platform
 from tests.contract.validator import ContractValidator
-from tests.support.emulator import EmulatorProcess
+from tests.support.emulator import SAMPLE_DEFINITION, EmulatorProcess
 
 WS = "demo"
-DEFINITION = {
-    "fromActivities": [
-        {
-            "name": "oom",
-            "displayName": "OOM kills",
-            "description": "restart what was killed",
-            "match": {"activityVerbs": ["oomkilled"], "slxs": ["k8s-pods"]},
-            "actions": [{"tasks": {"slx": "k8s-pods", "persona": "edgar", "titles": ["restart"]}}],
-        }
-    ]
-}
+DEFINITION = SAMPLE_DEFINITION
 
 
 async def _lifecycle(url: str, username: str, password: str) -> None:

@@ -42,6 +42,18 @@ __all__ = [
 ]
 
 DEFAULT_DIALECT = "platform"
+#: A workflow definition that uses every field of the typed definition (for client-level tests).
+SAMPLE_DEFINITION: dict[str, Any] = {
+    "fromActivities": [
+        {
+            "name": "oom",
+            "displayName": "OOM kills",
+            "description": "restart what was killed",
+            "match": {"activityVerbs": ["oomkilled"], "slxs": ["k8s-pods"]},
+            "actions": [{"tasks": {"slx": "k8s-pods", "persona": "edgar", "titles": ["restart"]}}],
+        }
+    ]
+}
 """The dialect of ``EmulatorProcess`` and the ``emulator_process`` fixture unless one is given."""
 CONTRACT_DIR_ENV = "RUNWHEN_CONTRACT_DIR"
 LISTENING_PREFIX = "runwhen-emulator listening on "

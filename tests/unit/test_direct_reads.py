@@ -11,19 +11,10 @@ import pytest
 
 from runwhen_operator.emulator import app, core
 from runwhen_operator.runwhen import auth, client, dialect, documented, platform
+from tests.support.emulator import SAMPLE_DEFINITION
 
 TOKEN = "direct-read-test-token"
-DEFINITION = {
-    "fromActivities": [
-        {
-            "name": "oom",
-            "displayName": "OOM kills",
-            "description": "restart what was killed",
-            "match": {"activityVerbs": ["oomkilled"], "slxs": ["k8s-pods"]},
-            "actions": [{"tasks": {"slx": "k8s-pods", "persona": "edgar", "titles": ["restart"]}}],
-        }
-    ]
-}
+DEFINITION = SAMPLE_DEFINITION
 
 
 @pytest.fixture(params=["platform", "documented"])
