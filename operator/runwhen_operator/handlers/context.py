@@ -36,7 +36,6 @@ class Options:
     connection_check_interval: float = 60.0
     settle_delay: float = 2.0  # after a lost create answer: look again this soon
     startup_grace: float = 15.0  # after a start, how long a missing connection object may be unseen
-    max_message_length: int = 1024
     create_grace: float = 30.0  # after this process created an object, "not found" is not trusted
 
 

@@ -146,35 +146,6 @@ class Kube:
             )
         return _as_body(result)
 
-    async def patch_metadata(self, plural: str, namespace: str, name: str, metadata: Body) -> Body:
-        self.writes += 1
-        body = {"metadata": metadata}
-        if namespace:
-            result = await self.call(
-                self.custom.patch_namespaced_custom_object,
-                common.GROUP,
-                common.VERSION,
-                namespace,
-                plural,
-                name,
-                body,
-            )
-        else:
-            result = await self.call(
-                self.custom.patch_cluster_custom_object, common.GROUP, common.VERSION, plural, name, body
-            )
-        return _as_body(result)
-
-    async def set_finalizers(self, plural: str, body: Body, finalizers: list[str]) -> Body:
-        """Replace metadata.finalizers, guarded by the resourceVersion the change was computed on."""
-        meta = body["metadata"]
-        return await self.patch_metadata(
-            plural,
-            meta.get("namespace") or "",
-            meta["name"],
-            {"finalizers": finalizers or None, "resourceVersion": meta["resourceVersion"]},
-        )
-
     async def delete_object(self, plural: str, namespace: str, name: str) -> None:
         self.writes += 1
         await self.call(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -170,13 +169,6 @@ class Slots:
         slot = self._slots.get((kind, namespace, name))
         if slot is not None:
             slot.wake(job)
-
-    def items(self, kind: str, namespace: str | None = None) -> Iterator[Body]:
-        for (k, ns, _), slot in list(self._slots.items()):
-            if k == kind and (namespace is None or ns == namespace):
-                body = slot.body()
-                if body is not None:
-                    yield body
 
     def __len__(self) -> int:
         return len(self._slots)
