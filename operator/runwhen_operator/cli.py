@@ -3,8 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+
+
+def _positive_duration(value: str) -> float:
+    from runwhen_operator.api import common
+
+    try:
+        seconds = common.parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0 < seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a duration greater than 0, such as 60s or 5m")
+    return seconds
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
+    return number
+
+
+def _positive_number(value: str) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0 < number < math.inf:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a number greater than 0")
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,13 +100,44 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("RUNWHEN_KUBE_TIMEOUT", "30s"),
         help="deadline of each Kubernetes API call the operator makes besides Kopf's watches",
     )
+    run.add_argument(
+        "--pass-deadline",
+        type=_positive_duration,
+        default=env("RUNWHEN_PASS_DEADLINE", "5m"),
+        help="one reconcile pass (all of its RunWhen requests) ends within this",
+    )
+    run.add_argument(
+        "--request-deadline",
+        type=_positive_duration,
+        default=env("RUNWHEN_REQUEST_DEADLINE", "60s"),
+        help="one RunWhen request, its retries and the reading of its answer end within this",
+    )
+    run.add_argument(
+        "--max-response-bytes",
+        type=_positive_int,
+        default=env("RUNWHEN_MAX_RESPONSE_BYTES", str(8 * 1024 * 1024)),
+        help="refuse a RunWhen answer larger than this many bytes (decoded)",
+    )
+    run.add_argument(
+        "--max-retry-after",
+        type=_positive_duration,
+        default=env("RUNWHEN_MAX_RETRY_AFTER", "5m"),
+        help="the longest Retry-After of RunWhen that is honoured",
+    )
+    run.add_argument(
+        "--max-logins-per-minute",
+        type=_positive_number,
+        default=env("RUNWHEN_MAX_LOGINS_PER_MINUTE", "6"),
+        help="password logins per connection and minute, at most",
+    )
     run.add_argument("--log-format", choices=["text", "json"], default=env("RUNWHEN_LOG_FORMAT", "text"))
     run.add_argument("--log-level", default=env("RUNWHEN_LOG_LEVEL", "info"))
     crds = sub.add_parser("crds", help="print the generated CustomResourceDefinitions")
     crds.add_argument(
         "--write",
         action="store_true",
-        help="write crds/, the Helm chart's crds/ and docs/crd-reference.md instead of printing",
+        help="write crds/, the Helm chart's crds/, docs/crd-reference.md and the RBAC rules on the kinds "
+        "(deploy/rbac, the chart's helpers) instead of printing",
     )
     crds.add_argument("--root", default=".", help="repository root to write under (with --write; default: .)")
     return parser
@@ -115,6 +179,7 @@ def _run(args: argparse.Namespace) -> int:
         default_poll_interval=common.parse_duration(args.poll_interval),
         connection_check_interval=common.parse_duration(args.connection_check_interval),
         create_grace=common.parse_duration(args.create_grace),
+        pass_deadline=args.pass_deadline,
     )
     collector = metrics.PrometheusMetrics()
     if args.metrics_port:
@@ -131,7 +196,14 @@ def _run(args: argparse.Namespace) -> int:
         else None,
         metrics=collector,
         kube_timeout=common.parse_duration(args.kube_timeout),
-        client_options={"on_request": collector.on_request, "on_retry": collector.on_retry},
+        client_options={
+            "on_request": collector.on_request,
+            "on_retry": collector.on_retry,
+            "max_response_bytes": args.max_response_bytes,
+            "request_deadline": args.request_deadline,
+            "max_retry_after": args.max_retry_after,
+            "max_logins_per_minute": args.max_logins_per_minute,
+        },
     )
     try:
         asyncio.run(operator.run(config))

@@ -8,6 +8,7 @@ an existing cluster (kind, a CI cluster), the suite runs against that instead.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -132,6 +133,59 @@ def namespace(k8s_api: client.ApiClient) -> Iterator[str]:
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
     core.delete_namespace(name)
+
+
+def _namespaced_resources(api: client.ApiClient) -> list[Any]:
+    """Every namespaced resource that can be listed and deleted, core first (discovery order)."""
+    from kubernetes.dynamic import DynamicClient
+    from kubernetes.dynamic.resource import Resource
+
+    found = DynamicClient(api).resources.search(namespaced=True)
+    wanted = [
+        r
+        for r in found
+        if type(r) is Resource and "/" not in r.name and {"list", "delete"} <= set(r.verbs or [])
+    ]
+    return sorted(wanted, key=lambda r: (r.group != "", r.group))
+
+
+def delete_namespace_as_its_controller(api: client.ApiClient, name: str, timeout: float = 90.0) -> None:
+    """Delete a namespace and do what kube-controller-manager's namespace controller would (this
+    control plane has none): mark it Terminating, DELETE every object in it (Secrets before custom
+    resources, as discovery orders them), wait until nothing is left, then remove the namespace's
+    `kubernetes` finalizer. Raises TimeoutError naming what is left."""
+    core = client.CoreV1Api(api)
+    core.delete_namespace(name)
+    resources = _namespaced_resources(api)
+    for resource in resources:
+        for item in resource.get(namespace=name).items:
+            with contextlib.suppress(client.ApiException):
+                resource.delete(name=item.metadata.name, namespace=name)
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [
+            f"{resource.name}/{item.metadata.name}"
+            for resource in resources
+            for item in resource.get(namespace=name).items
+        ]
+        if not left:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"namespace {name} still holds {left}")
+        time.sleep(0.5)
+    ns = core.read_namespace(name)
+    ns.spec.finalizers = []
+    core.replace_namespace_finalize(name, ns)
+    while True:
+        try:
+            core.read_namespace(name)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"namespace {name} not gone after its finalizer was removed")
+        time.sleep(0.2)
 
 
 ServiceAccountKubeconfig = Callable[..., Path]

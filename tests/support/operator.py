@@ -288,12 +288,13 @@ class RunWhenEnv:
         *,
         reason: str | None = None,
         timeout: float = 60.0,
+        namespace: str | None = None,
     ) -> dict[str, Any]:
         last: dict[str, Any] = {}
 
         def check() -> bool:
             nonlocal last
-            obj = self.get(kind, name)
+            obj = self.get(kind, name, namespace=namespace)
             conds = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []}
             last = dict(conds.get(type_) or {})
             current = last.get("observedGeneration") in (None, obj["metadata"].get("generation"))
@@ -301,7 +302,7 @@ class RunWhenEnv:
             return current and wanted
 
         wait_for(check, timeout, lambda: f"{kind} {name} {type_}={status} ({reason}); last: {last}")
-        return self.get(kind, name)
+        return self.get(kind, name, namespace=namespace)
 
     def wait_gone(self, kind: str, name: str, timeout: float = 60.0) -> None:
         wait_for(lambda: not self.exists(kind, name), timeout, lambda: f"{kind} {name} still exists")

@@ -565,3 +565,85 @@ async def test_a_404_on_delete_moments_after_our_create_is_not_trusted() -> None
     clock.now += 30
     outcome = await run(child, wf("triage"), external_id=created.external_id, deleting=True)
     assert outcome.finalized
+
+
+# --- answers about another object ----------------------------------------------------------------
+
+
+class Renaming(Server):
+    """A server whose answers to writes name another object than the one asked for."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lie = True
+
+    async def new_workspace(self, name: str, body: Mapping[str, Any]) -> Item:
+        item = await super().new_workspace(name, body)
+        return {**item, "name": "someone-else"} if self.lie else item
+
+    async def change_workspace(self, name: str, changes: Mapping[str, Any]) -> Item:
+        item = await super().change_workspace(name, changes)
+        return {**item, "name": "someone-else"} if self.lie else item
+
+    async def new_child(self, kind: dialect.ChildKind, workspace: str, body: Mapping[str, Any]) -> Item:
+        item = await super().new_child(kind, workspace, body)
+        return {**item, "name": "someone-else"} if self.lie else item
+
+    async def change_child(
+        self, kind: dialect.ChildKind, workspace: str, key: Any, body: Mapping[str, Any]
+    ) -> Item:
+        item = await super().change_child(kind, workspace, key, body)
+        return {**item, "id": 9999} if self.lie else item
+
+
+def lying_world(child_key: str = "id") -> tuple[Renaming, Clock, Any, Any]:
+    server = Renaming(child_key=child_key)
+    server.workflows[WS] = []
+    server.workspaces.append({"name": WS})
+    clock = Clock()
+    cache = listing.ListingCache(clock=clock)
+    api = cast(dialect.Api, server)
+    child = externals.ChildExternal(api, dialect.WORKFLOW, cache, SCOPE, 0.0)
+    ws = externals.WorkspaceExternal(api, cache, SCOPE, 0.0)
+    return server, clock, child, ws
+
+
+@pytest.mark.parametrize("kind", ["workspace", "workflow"])
+async def test_a_create_answered_with_another_name_records_nothing_of_it(kind: str) -> None:
+    server, clock, child, ws = lying_world()
+    external = pick(kind, child, ws)
+    outcome = await run(external, desired_of(kind, "triage"))
+    assert outcome.synced.reason == engine.REASON_IDENTITY_MISMATCH
+    assert "someone-else" in outcome.synced.message
+    assert outcome.external_id is None  # not the name of the answer
+    assert outcome.create_pending is True  # the next pass looks by name before creating again
+    assert outcome.requeue is engine.Requeue.BACKOFF
+    # The next pass (the server honest again) finds the object that was made, by the spec's name.
+    server.lie = False
+    clock.now += 100
+    again = await run(external, desired_of(kind, "triage"), create_pending=True)
+    assert again.ready is not None
+    assert again.ready.reason == engine.REASON_AVAILABLE
+    assert server.posts(kind) == 1, server.calls
+    if kind == "workspace":
+        assert again.external_id == "triage"
+
+
+async def test_an_update_answered_about_another_object_keeps_the_identity() -> None:
+    server, _, child, ws = lying_world()
+    server.lie = False
+    made = await run(child, wf("triage"))
+    await run(ws, externals.WorkspaceDesired(name=WS))
+    server.lie = True
+    drifted = externals.ChildDesired(
+        workspace=WS, name="triage", body={"name": "triage", "definition": {"n": "other"}}
+    )
+    outcome = await run(child, drifted, external_id=made.external_id)
+    assert outcome.synced.reason == engine.REASON_IDENTITY_MISMATCH
+    assert outcome.external_id == made.external_id
+    assert "9999" in outcome.synced.message
+    ws_outcome = await run(
+        ws, externals.WorkspaceDesired(name=WS, body={"displayName": "new"}), external_id=WS
+    )
+    assert ws_outcome.synced.reason == engine.REASON_IDENTITY_MISMATCH
+    assert ws_outcome.external_id == WS

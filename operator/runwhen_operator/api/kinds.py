@@ -15,15 +15,23 @@ from pydantic import BaseModel
 from runwhen_operator.api import common, connection, persona, workflow, workflowrun, workspace
 
 __all__ = [
+    "DEPENDENTS",
     "KINDS",
+    "OPERATOR_VERBS",
+    "USES_CONNECTION",
     "KindInfo",
     "PrinterColumn",
     "Scope",
     "by_kind",
     "by_plural",
+    "dependents_of",
 ]
 
 Scope = Literal["Cluster", "Namespaced"]
+
+#: What the operator does with the objects of a kind (its RBAC): read and watch them, patch their
+#: metadata (Kopf's finalizer), their status and its subresources.
+OPERATOR_VERBS = ("get", "list", "watch", "patch", "update")
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,13 @@ class KindInfo:
     root_validations: tuple[common.CelRule, ...] = ()
     #: A valid example object (without namespace), for documentation and tests.
     example: dict[str, Any] = field(default_factory=dict)
+    #: (the parent kind, the spec field that names it): the object waits for its parent, and is
+    #: woken when the parent's readiness changes (a Kopf index of the field).
+    parent: tuple[str, str] | None = None
+    #: The object reaches RunWhen through a connection (``spec.connectionRef``).
+    uses_connection: bool = False
+    #: Verbs beyond OPERATOR_VERBS the operator needs on the kind (WorkflowRun: delete, for its TTL).
+    extra_verbs: tuple[str, ...] = ()
 
     @property
     def group(self) -> str:
@@ -96,6 +111,10 @@ class KindInfo:
     @property
     def categories(self) -> tuple[str, ...]:
         return (common.CATEGORY,)
+
+    @property
+    def verbs(self) -> tuple[str, ...]:
+        return OPERATOR_VERBS + self.extra_verbs
 
 
 def _condition_column(type_: str, description: str) -> PrinterColumn:
@@ -192,6 +211,7 @@ KINDS: tuple[KindInfo, ...] = (
         ),
         spec_required=False,
         root_validations=common.remote_name_root_rules("workspace"),
+        uses_connection=True,
         example={
             "apiVersion": common.API_VERSION,
             "kind": "Workspace",
@@ -218,6 +238,8 @@ KINDS: tuple[KindInfo, ...] = (
         status_model=workflow.WorkflowStatus,
         printer_columns=(_WORKSPACE, _READY, _SYNCED, _REMOTE_ID, _AGE),
         root_validations=common.remote_name_root_rules("workflow"),
+        parent=("Workspace", "workspaceRef"),
+        uses_connection=True,
         example={
             "apiVersion": common.API_VERSION,
             "kind": "Workflow",
@@ -262,6 +284,8 @@ KINDS: tuple[KindInfo, ...] = (
         status_model=persona.PersonaStatus,
         printer_columns=(_WORKSPACE, _READY, _SYNCED, _REMOTE_ID, _AGE),
         root_validations=common.remote_name_root_rules("persona"),
+        parent=("Workspace", "workspaceRef"),
+        uses_connection=True,
         example={
             "apiVersion": common.API_VERSION,
             "kind": "Persona",
@@ -295,6 +319,9 @@ KINDS: tuple[KindInfo, ...] = (
             _AGE,
             PrinterColumn("Finished", "date", ".status.completedAt", "Time since the run finished."),
         ),
+        parent=("Workflow", "workflowRef"),
+        uses_connection=True,
+        extra_verbs=("delete",),
         example={
             "apiVersion": common.API_VERSION,
             "kind": "WorkflowRun",
@@ -310,6 +337,16 @@ KINDS: tuple[KindInfo, ...] = (
 
 _BY_KIND = {k.kind: k for k in KINDS}
 _BY_PLURAL = {k.plural: k for k in KINDS}
+
+#: (kind, its parent's reference field) of every kind that has a parent.
+DEPENDENTS: tuple[tuple[str, str], ...] = tuple((k.kind, k.parent[1]) for k in KINDS if k.parent)
+#: The kinds whose objects use a connection.
+USES_CONNECTION: tuple[str, ...] = tuple(k.kind for k in KINDS if k.uses_connection)
+
+
+def dependents_of(parent: str) -> tuple[tuple[str, str], ...]:
+    """(kind, reference field) of the kinds whose objects name a ``parent`` object."""
+    return tuple((k.kind, k.parent[1]) for k in KINDS if k.parent and k.parent[0] == parent)
 
 
 def by_kind(kind: str) -> KindInfo:

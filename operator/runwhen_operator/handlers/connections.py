@@ -10,28 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from runwhen_operator.api import common, connection
+from runwhen_operator.api import common, connection, kinds
 from runwhen_operator.handlers import context, kube, runtime
 from runwhen_operator.reconcile import connections
 from runwhen_operator.runwhen import dialect
 
-PLURALS = {
-    context.KIND_CLUSTER_CONNECTION: "clusterrunwhenconnections",
-    context.KIND_CONNECTION: "runwhenconnections",
-}
-DEPENDENT_KINDS = (
-    context.KIND_WORKSPACE,
-    context.KIND_WORKFLOW,
-    context.KIND_PERSONA,
-    context.KIND_WORKFLOW_RUN,
-)
+DEPENDENT_KINDS = kinds.USES_CONNECTION
+
+#: While a deleted connection still has users, it looks again this often (besides being woken).
+IN_USE_RECHECK = 5.0
 
 
 class ConnectionReconciler:
     def __init__(self, ctx: context.Context, kind: str) -> None:
         self.ctx = ctx
         self.kind = kind
-        self.plural = PLURALS[kind]
+        self.plural = kinds.by_kind(kind).plural
         self.spec_model: Any = (
             connection.ClusterConnectionSpec
             if kind == context.KIND_CLUSTER_CONNECTION
@@ -42,9 +36,11 @@ class ConnectionReconciler:
         ctx = self.ctx
         body = ctx.latest(self.kind, key.namespace, key.name)
         cid: connections.ConnectionId = (self.kind, key.namespace, key.name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
+        if body is None:
             await self.forget(key)
             return runtime.Result(finalized=True)
+        if body["metadata"].get("deletionTimestamp"):
+            return await self._deleting(body, key)
         spec = self.spec_model.model_validate(body.get("spec") or {})
         secret_ns = (
             spec.credentials_secret_ref.namespace
@@ -68,10 +64,12 @@ class ConnectionReconciler:
             )
             conn, rebuilt = await ctx.registry.ensure(cid, settings)
         except kube.Gone:
-            await ctx.registry.remove(cid)
-            status = self._status(
-                body, "False", "SecretNotFound", f"Secret {secret_ns}/{secret_name} not found"
-            )
+            # The client (and the credentials it read) is kept, not usable but for finishing the
+            # deletions of the objects that use it: a namespace deleted with its Secret and its
+            # objects must not leave them unable to delete what they made.
+            message = f"Secret {secret_ns}/{secret_name} not found"
+            ctx.registry.retain_for_deletions(cid, "SecretNotFound", message)
+            status = self._status(body, "False", "SecretNotFound", message)
             return await self._finish(body, cid, status, was_ready, ready=False)
         except kube.Denied:
             # Typically a namespaced install whose RBAC covers only its own namespace's Secrets.
@@ -94,7 +92,7 @@ class ConnectionReconciler:
             return await self._finish(body, cid, status, was_ready, ready=False)
 
         verified_now = False
-        if rebuilt or not conn.ready or not conn.verified:
+        if rebuilt or not conn.ready or not conn.verified or conn.recheck:
             conn = await ctx.registry.verify(cid)
             verified_now = True
         status = self._status(
@@ -147,9 +145,46 @@ class ConnectionReconciler:
             return runtime.Result(after=runtime.jitter(interval))
         return runtime.Result(after=min(interval, 30.0), error=True)
 
-    async def forget(self, key: runtime.Key) -> None:
-        """The connection is gone (deleted): its client closes, its dependents learn it at once."""
+    def users(self, cid: connections.ConnectionId) -> list[str]:
+        """The objects that still use the connection (deleted ones stay until their finalizer goes)."""
+        return [
+            f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+            for kind in DEPENDENT_KINDS
+            for namespace, name in self.ctx.using_connection(kind, cid)
+        ]
+
+    async def _deleting(self, body: dict[str, Any], key: runtime.Key) -> runtime.Result:
+        """A connection is deleted only once no object uses it: until then its client (and the
+        credentials it read, even if their Secret is gone) stays, so that those objects can still
+        finish their own deletions (a namespace deleted with everything in it)."""
         cid: connections.ConnectionId = key.object
+        users = self.users(cid)
+        if not users:
+            await self.forget(key)
+            return runtime.Result(finalized=True)
+        shown = ", ".join(sorted(users)[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
+        message = f"waiting for {len(users)} object(s) that use this connection to be deleted: {shown}"
+        # Ready stays as the last check left it; Reconciling says why the object is still here.
+        conditions = context.set_condition(
+            context.drop_condition(
+                list((body.get("status") or {}).get("conditions") or []), common.CONDITION_STALLED
+            ),
+            common.CONDITION_RECONCILING,
+            "True",
+            "InUse",
+            message,
+            body["metadata"].get("generation"),
+        )
+        status: dict[str, Any] = {"conditions": conditions}
+        await context.write_status(self.ctx, self.kind, self.plural, body, status, final=True)
+        return runtime.Result(after=IN_USE_RECHECK)
+
+    async def forget(self, key: runtime.Key) -> None:
+        """The connection is gone (deleted): its client closes, its dependents learn it at once.
+        While objects still use it (its deletion waits for them), the client stays for them."""
+        cid: connections.ConnectionId = key.object
+        if self.users(cid):
+            return  # its deletion waits for them (``_deleting`` forgets it once they are gone)
         await self.ctx.registry.remove(cid)
         self.ctx.metrics.forget_connection(*cid)
         self._queue_dependents(cid)

@@ -37,6 +37,7 @@ class Options:
     settle_delay: float = 2.0  # after a lost create answer: look again this soon
     startup_grace: float = 15.0  # after a start, how long a missing connection object may be unseen
     create_grace: float = 30.0  # after this process created an object, "not found" is not trusted
+    pass_deadline: float = 300.0  # one reconcile pass (all its requests) ends within this
 
 
 class Metrics:
@@ -154,6 +155,9 @@ def set_condition(
 #: Failed, Argo CD Degraded) until it heals. Any other not-Ready reason is work under way.
 STALLED_REASONS = engine.TERMINAL_REASONS | {
     engine.REASON_UNAUTHORIZED,
+    engine.REASON_FORBIDDEN,
+    engine.REASON_IDENTITY_MISMATCH,
+    "InvalidToken",
     "InvalidSecret",
     "InvalidConnection",
     "SecretNotReadable",

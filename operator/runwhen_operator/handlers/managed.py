@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from runwhen_operator.api import common, persona, workflow, workspace
+from runwhen_operator.api import common, kinds, persona, workflow, workspace
 from runwhen_operator.handlers import context, kube, runtime
 from runwhen_operator.reconcile import engine, externals
 from runwhen_operator.runwhen import dialect, errors
@@ -30,12 +30,6 @@ from runwhen_operator.runwhen import dialect, errors
 log = logging.getLogger("runwhen_operator.managed")
 
 Body = dict[str, Any]
-
-PLURALS = {
-    context.KIND_WORKSPACE: "workspaces",
-    context.KIND_WORKFLOW: "workflows",
-    context.KIND_PERSONA: "personas",
-}
 
 
 class StepFailed(Exception):
@@ -68,7 +62,7 @@ class ManagedReconciler:
 
     def __init__(self, ctx: context.Context) -> None:
         self.ctx = ctx
-        self.plural = PLURALS[self.kind]
+        self.plural = kinds.by_kind(self.kind).plural
 
     # -- per-kind hooks ----------------------------------------------------------------------
     def remote_name(self, body: Body, spec: Any) -> str:
@@ -188,7 +182,7 @@ class ManagedReconciler:
             return runtime.Result(after=0.5)
 
         if outcome.synced.reason == engine.REASON_UNAUTHORIZED:
-            self._connection_refused(body, spec, outcome.synced.message)
+            self._connection_refused(body, spec)
 
         extra: Body = {}
         if prepared is not None and not deleting and outcome.external_id is not None:
@@ -235,6 +229,10 @@ class ManagedReconciler:
         if conn is not None and conn.verified:
             if conn.ready and conn.api is not None:
                 return conn.api
+            if conn.retained and conn.api is not None and body["metadata"].get("deletionTimestamp"):
+                # Its Secret is gone (a namespace being deleted with everything in it): the
+                # credentials read before still finish this object's deletion.
+                return conn.api
             raise externals.Blocked(
                 engine.REASON_CONNECTION_NOT_READY, f"{where} is not ready: {conn.message}"
             )
@@ -249,10 +247,10 @@ class ManagedReconciler:
             raise externals.Blocked(engine.REASON_CONNECTION_NOT_READY, f"{where} is not ready: {message}")
         raise NotYet(f"{where} is being checked")
 
-    def _connection_refused(self, body: Body, spec: Any, message: str) -> None:
+    def _connection_refused(self, body: Body, spec: Any) -> None:
         cid = context.connection_id(body, spec.connection_ref)
-        self.ctx.registry.mark_unauthorized(cid, message)
-        self.ctx.slots.wake(cid[0], cid[1], cid[2])
+        if self.ctx.registry.request_recheck(cid):
+            self.ctx.slots.wake(cid[0], cid[1], cid[2])
 
     async def _record(self, body: Body, outcome: engine.Outcome, extra: Body, generation: int | None) -> Body:
         status: Body = body.get("status") or {}
@@ -331,7 +329,7 @@ class ManagedReconciler:
 class WorkspaceReconciler(ManagedReconciler):
     kind = context.KIND_WORKSPACE
     spec_model = workspace.WorkspaceSpec
-    dependents = ((context.KIND_WORKFLOW, "workspaceRef"), (context.KIND_PERSONA, "workspaceRef"))
+    dependents = kinds.dependents_of(context.KIND_WORKSPACE)
 
     def external_id(self, status: Body) -> Any:
         return status.get("remoteName")
@@ -457,7 +455,7 @@ class ChildReconciler(ManagedReconciler):
 class WorkflowReconciler(ChildReconciler):
     kind = context.KIND_WORKFLOW
     spec_model = workflow.WorkflowSpec
-    dependents = ((context.KIND_WORKFLOW_RUN, "workflowRef"),)
+    dependents = kinds.dependents_of(context.KIND_WORKFLOW)
     body_fields = frozenset({"definition"})
 
     child_kind = dialect.WORKFLOW

@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from runwhen_operator.api import common
+from runwhen_operator.api import common, kinds
 from runwhen_operator.handlers import context, kube, runtime
 from runwhen_operator.runwhen import errors
 
 log = logging.getLogger("runwhen_operator.monitor")
+
+PLURAL = kinds.by_kind(context.KIND_WORKSPACE).plural
 
 Body = dict[str, Any]
 SEVERITY_NAMES = {1: "critical", 2: "major", 3: "minor", 4: "warning"}
@@ -153,7 +155,7 @@ class WorkspaceMonitor:
 async def _write(ctx: context.Context, body: Body, desired: Body) -> bool:
     """Patch the mirrored fields; False when the Workspace went away during the check."""
     try:
-        await context.write_status(ctx, context.KIND_WORKSPACE, "workspaces", body, desired)
+        await context.write_status(ctx, context.KIND_WORKSPACE, PLURAL, body, desired)
     except kube.Gone:
         return False
     return True

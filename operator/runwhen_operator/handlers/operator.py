@@ -48,12 +48,8 @@ log = logging.getLogger("runwhen_operator")
 MANAGED_KINDS = (context.KIND_WORKSPACE, context.KIND_WORKFLOW, context.KIND_PERSONA)
 CONNECTION_KINDS = (context.KIND_CLUSTER_CONNECTION, context.KIND_CONNECTION)
 #: (dependent kind, its reference field) -> found by the referenced object's (namespace, name)
-DEPENDENTS = (
-    (context.KIND_WORKFLOW, "workspaceRef"),
-    (context.KIND_PERSONA, "workspaceRef"),
-    (context.KIND_WORKFLOW_RUN, "workflowRef"),
-)
-USES_CONNECTION = (*MANAGED_KINDS, context.KIND_WORKFLOW_RUN)
+DEPENDENTS = kinds.DEPENDENTS
+USES_CONNECTION = kinds.USES_CONNECTION
 INDEX_IDS = frozenset(
     [context.dependents_index(k, f) for k, f in DEPENDENTS]
     + [context.connection_index(k) for k in USES_CONNECTION]
@@ -107,9 +103,23 @@ class Runner:
         started = time.monotonic()
         async with slot.lock, ctx.slots.passes:
             try:
-                result: runtime.Result = await reconciler(key)
+                async with asyncio.timeout(ctx.options.pass_deadline):
+                    result: runtime.Result = await reconciler(key)
             except (asyncio.CancelledError, kopf.TemporaryError, kopf.PermanentError):
                 raise
+            except TimeoutError:
+                # Each request has its own deadline; this bounds a pass of many (a server that
+                # answers every request just in time). What was sent is safe: a lost create answer
+                # is what the pending mark is for. Tried again with growing delays.
+                message = (
+                    f"the pass did not finish within {ctx.options.pass_deadline:g}s (--pass-deadline); "
+                    "trying again later"
+                )
+                log.warning("reconciling %s: %s", key, message)
+                latest = ctx.latest(key.kind, key.namespace, key.name)
+                if latest is not None:
+                    context.event(ctx, latest, "Warning", "PassDeadlineExceeded", message)
+                result = runtime.Result(error=True)
             except kube.Conflict:
                 result = runtime.Result(after=0.5)  # changed meanwhile: decide again on the new version
             except Exception:

@@ -18,7 +18,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from runwhen_operator.api import common, workflowrun
+from runwhen_operator.api import common, kinds, workflowrun
 from runwhen_operator.handlers import context, kube, runtime
 from runwhen_operator.reconcile import connections
 from runwhen_operator.runwhen import dialect, errors
@@ -26,7 +26,7 @@ from runwhen_operator.runwhen import dialect, errors
 log = logging.getLogger("runwhen_operator.workflowrun")
 
 Body = dict[str, Any]
-PLURAL = "workflowruns"
+PLURAL = kinds.by_kind(context.KIND_WORKFLOW_RUN).plural
 FIND_GRACE = 60.0  # seconds after the intent to keep looking for the run session of a lost answer
 PENDING_INTERVAL = 5.0  # waiting for the Workflow to be Ready
 CONNECTION_INTERVAL = 10.0  # waiting for the connection
@@ -123,7 +123,7 @@ class WorkflowRunReconciler:
         except errors.RunWhenError as exc:
             # The run's state is unknown, not failed: keep looking, with growing delays.
             if isinstance(exc, errors.AuthenticationError):
-                self._refused(cid, str(exc))
+                self._refused(cid)
             await self._write(body, {"message": f"cannot follow the run: {exc}"})
             return runtime.Result(error=True)
 
@@ -235,7 +235,7 @@ class WorkflowRunReconciler:
             return await self._ttl_latest(body)
         # Known not to have started (rate limited, credentials refused, never sent): try again later.
         if isinstance(exc, errors.AuthenticationError):
-            self._refused(cid, str(exc))
+            self._refused(cid)
         await self._write(
             body,
             {
@@ -380,10 +380,10 @@ class WorkflowRunReconciler:
         self.ctx.slots.remember(context.KIND_WORKFLOW_RUN, updated)
         return updated
 
-    def _refused(self, cid: connections.ConnectionId, message: str) -> None:
+    def _refused(self, cid: connections.ConnectionId) -> None:
         """RunWhen refused the connection's credentials: let the connection check them again."""
-        self.ctx.registry.mark_unauthorized(cid, message)
-        self.ctx.slots.wake(cid[0], cid[1], cid[2])
+        if self.ctx.registry.request_recheck(cid):
+            self.ctx.slots.wake(cid[0], cid[1], cid[2])
 
     def _latest(self, body: Body) -> Body:
         meta = body["metadata"]

@@ -77,6 +77,9 @@ class Connection:
     reason: str = "Verifying"
     message: str = ""
     verified: bool = False
+    recheck: bool = False  # a request was refused (401): log in again at the next check
+    #: its Secret is gone: not ready, but the credentials read before still serve deletions
+    retained: bool = False
 
 
 ClientFactory = Callable[..., client.RunWhenClient]
@@ -120,8 +123,13 @@ class Registry:
 
     async def verify(self, cid: ConnectionId) -> Connection:
         connection = self._connections[cid]
+        connection.recheck = connection.retained = False
         try:
             connection.api = await apis.verify(connection.client, connection.pinned)
+        except errors.InvalidTokenError as exc:
+            connection.ready, connection.reason, connection.message = False, "InvalidToken", str(exc)
+        except errors.PermissionDeniedError as exc:
+            connection.ready, connection.reason, connection.message = False, "Forbidden", str(exc)
         except errors.AuthError as exc:
             connection.ready, connection.reason, connection.message = False, "Unauthorized", str(exc)
         except errors.RunWhenError as exc:
@@ -131,16 +139,24 @@ class Registry:
         connection.verified = True
         return connection
 
-    def mark_unauthorized(self, cid: ConnectionId, message: str) -> None:
+    def request_recheck(self, cid: ConnectionId) -> bool:
+        """RunWhen refused a request of one of the connection's objects (401, after the client
+        renewed its token once): the connection logs in again at its next check, and whether it may
+        be used stays as it is until that check says otherwise, so one object's refusal neither flips
+        every dependent nor re-queues them. True when the check was not asked for already."""
         connection = self._connections.get(cid)
-        if connection is not None:
-            connection.ready, connection.reason, connection.message = False, "Unauthorized", message
+        if connection is None or connection.recheck:
+            return False
+        connection.recheck = True
+        return True
 
-    def set_unavailable(self, cid: ConnectionId, reason: str, message: str) -> None:
-        """Record why there is no usable connection (no Secret, bad keys) without a client."""
+    def retain_for_deletions(self, cid: ConnectionId, reason: str, message: str) -> None:
+        """The Secret is gone: the connection is not ready (``reason``), but its client and the
+        credentials it read stay, for the objects being deleted to finish their deletions."""
         connection = self._connections.get(cid)
         if connection is not None:
             connection.ready, connection.reason, connection.message = False, reason, message
+            connection.retained = True
 
     async def remove(self, cid: ConnectionId) -> None:
         connection = self._connections.pop(cid, None)

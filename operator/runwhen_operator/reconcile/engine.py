@@ -55,6 +55,8 @@ REASON_NOT_FOUND = "NotFound"
 REASON_ALREADY_EXISTS = "AlreadyExists"
 REASON_INVALID_SPEC = "InvalidSpec"
 REASON_UNAUTHORIZED = "Unauthorized"
+REASON_FORBIDDEN = "Forbidden"
+REASON_IDENTITY_MISMATCH = "RemoteIdentityMismatch"
 REASON_API_ERROR = "ReconcileError"
 REASON_SUCCESS = "ReconcileSuccess"
 REASON_PAUSED = "ReconcilePaused"
@@ -164,10 +166,20 @@ async def reconcile(request: Request[D], external: External[D], mark_pending: Ma
     except errors.WorkspaceRenamedError as exc:
         # Every try would create (and delete) another auto-suffixed workspace: wait for a new spec.
         return _failure(request, REASON_NAME_TAKEN, f"{what}: {exc}", Requeue.NEVER)
+    except errors.PermissionDeniedError as exc:
+        # Authenticated, not allowed on this path: this object's problem (the message has the path
+        # and the server's words), not the connection's; the credentials are not renewed for it.
+        return _failure(
+            request, REASON_FORBIDDEN, f"RunWhen does not allow this for {what}: {exc}", Requeue.BACKOFF
+        )
     except errors.AuthError as exc:
         return _failure(
             request, REASON_UNAUTHORIZED, f"RunWhen refused the credentials: {exc}", Requeue.BACKOFF
         )
+    except errors.IdentityMismatchError as exc:
+        # Nothing of the answer is recorded: the identity stays the spec's (and a create's pending
+        # mark stays, so the next pass looks by name before creating again).
+        return _failure(request, REASON_IDENTITY_MISMATCH, f"{what}: {exc}", Requeue.BACKOFF)
     except errors.RunWhenError as exc:
         outcome = _failure(request, REASON_API_ERROR, f"{what}: {exc}", Requeue.BACKOFF, ready=None)
         if isinstance(exc, errors.RateLimitedError):
@@ -324,6 +336,12 @@ async def _create(
         )
     except errors.InvalidRequestError:
         raise
+    except errors.IdentityMismatchError as exc:
+        # Sent, and answered about another object: whether ours exists is for the next pass to see
+        # (by name, as the pending mark says), never for this answer to decide.
+        outcome = _failure(request, REASON_IDENTITY_MISMATCH, f"{what}: {exc}", Requeue.BACKOFF)
+        outcome.create_pending = request.create_pending or not external.idempotent_create
+        return outcome
     reason, verb = ("Recreated", "recreated") if recreated else ("Created", "created")
     return Outcome(
         action=Action.CREATE,

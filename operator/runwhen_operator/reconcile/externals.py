@@ -62,6 +62,21 @@ class BlockedExternal:
         raise Blocked(self._reason, self._message)
 
 
+def check_identity(what: str, verb: str, expected: Any, answer: Item, field_name: str = "name") -> None:
+    """The remote identity comes from the spec (or the status): an answer about another object
+    (a create of workspace ``a`` answered with workspace ``b``) raises, so nothing of it is recorded
+    and no later call goes to the object it names."""
+    given = answer.get(field_name)
+    if given is None or expected is None or str(given) == str(expected):
+        return
+    raise errors.IdentityMismatchError(
+        f"RunWhen answered the {verb} of {what} with {field_name} {str(given)!r}; the identity stays "
+        f"{str(expected)!r} and nothing of that answer is recorded",
+        expected=str(expected),
+        given=str(given),
+    )
+
+
 @dataclass(frozen=True)
 class WorkspaceDesired:
     name: str
@@ -103,6 +118,7 @@ class WorkspaceExternal:
             # Ours, and not listed: a listing may lie or lag; only the object itself says it is gone.
             remote = await self._api.read_workspace(name)
             if remote is not None:
+                check_identity(self.describe(desired), "read", name, remote)
                 self._cache.clear_created(self._scope, name)
                 self._cache.upsert(self._scope, remote)
         recent = self._cache.recently_created(self._scope, name)
@@ -128,15 +144,21 @@ class WorkspaceExternal:
         except errors.WriteOutcomeUnknownError:
             self._cache.invalidate(self._scope)
             raise
+        try:
+            check_identity(self.describe(desired), "create", desired.name, created)
+        except errors.IdentityMismatchError:
+            self._cache.invalidate(self._scope)
+            raise
         self._cache.upsert(self._scope, created)
-        self._cache.mark_created(self._scope, created["name"])
-        return engine.Observation(exists=True, remote=created, external_id=created["name"])
+        self._cache.mark_created(self._scope, desired.name)
+        return engine.Observation(exists=True, remote=created, external_id=desired.name)
 
     async def update(self, desired: WorkspaceDesired, observation: engine.Observation) -> engine.Observation:
         name = observation.external_id
         updated = await self._api.change_workspace(name, dict(observation.diff))
+        check_identity(self.describe(desired), "update", name, updated)
         self._cache.upsert(self._scope, updated)
-        return engine.Observation(exists=True, remote=updated, external_id=updated["name"])
+        return engine.Observation(exists=True, remote=updated, external_id=name)
 
     async def delete(self, desired: WorkspaceDesired, observation: engine.Observation) -> None:
         name = observation.external_id or desired.name
@@ -209,6 +231,7 @@ class ChildExternal:
             key = desired.name if self._api.child_key == "name" else external_id
             remote = await self._api.read_child(self._kind, desired.workspace, key)
             if remote is not None:
+                self._check(desired, "read", remote, external_id)
                 self._cache.clear_created(scope, desired.name)
                 self._cache.upsert(scope, remote)
         recent = self._cache.recently_created(scope, desired.name)
@@ -249,9 +272,20 @@ class ChildExternal:
         except errors.WriteOutcomeUnknownError:
             self._cache.invalidate(scope)
             raise
+        try:
+            self._check(desired, "create", created, None)
+        except errors.IdentityMismatchError:
+            self._cache.invalidate(scope)
+            raise
         self._cache.upsert(scope, created)
         self._cache.mark_created(scope, desired.name)
         return engine.Observation(exists=True, remote=created, external_id=created.get("id"))
+
+    def _check(self, desired: ChildDesired, verb: str, answer: Item, external_id: Any) -> None:
+        """An answer names this object: its name, and its id where the status already has one."""
+        check_identity(self.describe(desired), verb, desired.name, answer)
+        if external_id is not None and self._api.child_key != "name":
+            check_identity(self.describe(desired), verb, external_id, answer, "id")
 
     async def update(self, desired: ChildDesired, observation: engine.Observation) -> engine.Observation:
         scope = self._scope(desired.workspace)
@@ -261,6 +295,7 @@ class ChildExternal:
         except errors.NotFoundError:
             self._cache.remove(scope, key)
             raise
+        self._check(desired, "update", updated, observation.external_id)
         self._cache.upsert(scope, updated)
         return engine.Observation(exists=True, remote=updated, external_id=updated.get("id"))
 

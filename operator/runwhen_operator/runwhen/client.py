@@ -6,19 +6,24 @@ one token bucket. Every request goes through ``_send``, which applies the rate l
 each attempt to the metrics hooks. It knows no resource: the dialect modules (``documented``,
 ``platform``) hold the paths and payloads of each API shape and call ``call``/``request`` and the
 two pagination styles here. See docs/client.md for the contract.
+
+What one call may cost is bounded against a broken or hostile server: every body is read streamed
+and refused past ``max_response_bytes``; one ``_send`` (attempts, backoff and body reads) ends within
+``request_deadline``; a ``Retry-After`` counts for at most ``max_retry_after``; logins are limited by
+the authenticator (``max_logins_per_minute`` and a growing delay after a failed one).
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import math
 import random
 import ssl
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import UTC
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, TypeVar
 from urllib.parse import quote
@@ -55,6 +60,16 @@ _NOT_SENT_ERRORS: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolT
 _FATAL_TRANSPORT_ERRORS: Final = (httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+#: The encodings the client asks for and decodes itself with a bounded output; any other a server
+#: sends anyway is decoded by httpx, chunk by chunk, and still counted against the cap.
+_ACCEPT_ENCODING: Final = "gzip, deflate"
+#: Headers that describe the body as it came over the wire, not the decoded body handed on.
+_WIRE_HEADERS: Final = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+_DECODE_STEP: Final = 256 * 1024
+
+DEFAULT_MAX_RESPONSE_BYTES: Final = 8 * 1024 * 1024
+DEFAULT_REQUEST_DEADLINE: Final = 60.0
+DEFAULT_MAX_RETRY_AFTER: Final = 300.0
 _MAX_DETAIL = 300
 _MAX_MESSAGE = 1000
 _MAX_PAGES = 100_000
@@ -89,8 +104,11 @@ def _effective_port(url: httpx.URL) -> int | None:
     return url.port if url.port is not None else _DEFAULT_PORTS.get(url.scheme)
 
 
-def _parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date."""
+def _parse_retry_after(
+    value: str | None, now: float | None = None, *, cap: float = DEFAULT_MAX_RETRY_AFTER
+) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date, at most ``cap`` (a server
+    asking for days is waited for ``cap`` seconds, then asked again)."""
     if value is None:
         return None
     value = value.strip()
@@ -99,17 +117,82 @@ def _parse_retry_after(value: str | None, now: float | None = None) -> float | N
     try:
         seconds = float(value)
     except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        when = auth.http_date(value)
+        if when is None:
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
         current = time.time() if now is None else now
-        return max(0.0, when.timestamp() - current)
+        seconds = when - current
     if math.isnan(seconds) or math.isinf(seconds):
         return None
-    return max(0.0, seconds)
+    return min(max(0.0, seconds), cap)
+
+
+class _TooLargeError(Exception):
+    """The decoded body outgrew the cap (internal; ``_read_body`` turns it into the public error)."""
+
+
+class _BoundedDecoder:
+    """Decodes an identity, gzip or deflate body into ``out`` and never produces more than the cap
+    (plus one byte, to tell that it was exceeded): a compressed bomb costs at most the cap."""
+
+    def __init__(self, encoding: str | None, out: bytearray, cap: int) -> None:
+        self._encoding = encoding
+        self._out = out
+        self._cap = cap
+        self._first = True
+        self._zlib: Any = None
+        if encoding == "gzip":
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif encoding == "deflate":
+            self._zlib = zlib.decompressobj()
+
+    def _append(self, data: bytes) -> None:
+        if len(self._out) + len(data) > self._cap:
+            raise _TooLargeError
+        self._out += data
+
+    def feed(self, chunk: bytes) -> None:
+        if self._zlib is None:
+            self._append(chunk)
+            return
+        first, self._first = self._first, False
+        try:
+            self._decompress(chunk)
+        except zlib.error:
+            if not (first and self._encoding == "deflate"):
+                raise
+            # Some servers send raw deflate without the zlib wrapper (httpx accepts both too).
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            self._decompress(chunk)
+
+    def _decompress(self, data: bytes) -> None:
+        while not self._zlib.eof:
+            # Small steps, so that no decoded piece beside the body itself is large.
+            step = min(self._cap - len(self._out) + 1, _DECODE_STEP)
+            piece = self._zlib.decompress(data, step)
+            self._append(piece)
+            data = self._zlib.unconsumed_tail
+            if not data and len(piece) < step:
+                return
+        # Bytes after the end of the compressed stream are dropped, never kept.
+
+    def flush(self) -> None:
+        if self._zlib is not None:
+            self._append(self._zlib.flush())
+
+
+def _past_authentication(status: int) -> bool:
+    """Whether an answer shows that the server took the credentials: a 2xx, or a 4xx about the
+    request itself (not 401/403, and not 429 or 5xx, which a proxy may answer before any check)."""
+    return 200 <= status < 300 or (400 <= status < 500 and status not in (401, 403, 407, 429))
+
+
+@dataclass
+class _InFlight:
+    """What ``_send`` is doing when its deadline expires."""
+
+    attempt: int = 0
+    started: float | None = None  # the monotonic start of the attempt on the wire, if one is
 
 
 def _flatten_field_errors(data: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -221,6 +304,10 @@ class RunWhenClient:
         on_request: OnRequest | None = None,
         on_retry: OnRetry | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        request_deadline: float = DEFAULT_REQUEST_DEADLINE,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        max_logins_per_minute: float = auth.DEFAULT_MAX_LOGINS_PER_MINUTE,
     ) -> None:
         if not isinstance(credentials, auth.PasswordCredentials | auth.TokenCredentials):
             raise TypeError("credentials must be PasswordCredentials or TokenCredentials")
@@ -232,6 +319,16 @@ class RunWhenClient:
             raise ValueError("backoff_base and backoff_cap must not be negative")
         if not 1 <= page_size <= 1000:
             raise ValueError("page_size must be between 1 and 1000")
+        if isinstance(max_response_bytes, bool) or not isinstance(max_response_bytes, int):
+            raise TypeError("max_response_bytes must be an int")
+        if max_response_bytes < 1:
+            raise ValueError("max_response_bytes must be at least 1")
+        if not 0 < request_deadline < math.inf:
+            raise ValueError("request_deadline must be a number of seconds greater than 0")
+        if not 0 <= max_retry_after < math.inf:
+            raise ValueError("max_retry_after must be a number of seconds, not negative")
+        if not 0 < max_logins_per_minute < math.inf:
+            raise ValueError("max_logins_per_minute must be greater than 0")
         self._base_url = _normalise_base_url(base_url)
         self._root = str(self._base_url).rstrip("/")
         self._api_path = self._base_url.path.rstrip("/") + "/api/"
@@ -242,6 +339,9 @@ class RunWhenClient:
         self._page_size = page_size
         self._on_request = on_request
         self._on_retry = on_retry
+        self._max_response_bytes = max_response_bytes
+        self._request_deadline = float(request_deadline)
+        self._max_retry_after = float(max_retry_after)
         self._bucket = ratelimit.TokenBucket(requests_per_second, burst)
         self._random = random.Random()
         self._closed = False
@@ -251,9 +351,15 @@ class RunWhenClient:
             timeout=httpx.Timeout(timeout_seconds),
             follow_redirects=False,
             transport=transport,
-            headers={"Accept": "application/json", "User-Agent": "runwhen-operator"},
+            headers={
+                "Accept": "application/json",
+                "Accept-Encoding": _ACCEPT_ENCODING,
+                "User-Agent": "runwhen-operator",
+            },
         )
-        self._auth = auth.make_authenticator(credentials, self._post_token)
+        self._auth = auth.make_authenticator(
+            credentials, self._post_token, max_logins_per_minute=max_logins_per_minute
+        )
 
     def __repr__(self) -> str:
         return f"RunWhenClient(base_url={str(self._base_url)!r}, credentials={self._credentials!r})"
@@ -448,7 +554,12 @@ class RunWhenClient:
         return url
 
     async def _post_token(
-        self, path: str, *, json_body: Mapping[str, str] | None, form_body: Mapping[str, str] | None
+        self,
+        path: str,
+        *,
+        json_body: Mapping[str, str] | None,
+        form_body: Mapping[str, str] | None,
+        before_attempt: Callable[[], None] | None = None,
     ) -> httpx.Response:
         # Logging in and refreshing are safe to repeat: a replayed refresh at worst gets a 401 for a
         # refresh token the first attempt already rotated, and the authenticator then logs in.
@@ -460,6 +571,7 @@ class RunWhenClient:
             form_body=None if form_body is None else dict(form_body),
             authenticated=False,
             replay_safe=True,
+            before_attempt=before_attempt,
         )
 
     @staticmethod
@@ -482,10 +594,58 @@ class RunWhenClient:
         form_body: Mapping[str, str] | None = None,
         authenticated: bool = True,
         replay_safe: bool | None = None,
+        before_attempt: Callable[[], None] | None = None,
     ) -> httpx.Response:
         if self._closed:
             raise self._closed_error(method, url)
         safe = method in _REPLAY_SAFE_METHODS if replay_safe is None else replay_safe
+        state = _InFlight()
+        deadline = asyncio.timeout(self._request_deadline)
+        try:
+            async with deadline:
+                return await self._attempts(
+                    method,
+                    template,
+                    url,
+                    params=params,
+                    json_body=json_body,
+                    form_body=form_body,
+                    authenticated=authenticated,
+                    safe=safe,
+                    state=state,
+                    before_attempt=before_attempt,
+                )
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            description = (
+                f"{method} {httpx.URL(url).path}: no complete answer within "
+                f"{self._request_deadline:g}s (--request-deadline)"
+            )
+            if state.started is None:
+                raise errors.TransportError(description) from None
+            self._report(method, template, None, state.started, state.attempt)
+            if not safe:
+                raise errors.WriteOutcomeUnknownError(
+                    f"{description}; the request may have been applied: observe the remote state "
+                    "before sending it again",
+                ) from None
+            raise errors.TransportError(description) from None
+
+    async def _attempts(
+        self,
+        method: str,
+        template: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None,
+        json_body: Any,
+        form_body: Mapping[str, str] | None,
+        authenticated: bool,
+        safe: bool,
+        state: _InFlight,
+        before_attempt: Callable[[], None] | None,
+    ) -> httpx.Response:
         attempt = 0
         budget = self._max_attempts
         renewed = False
@@ -497,15 +657,20 @@ class RunWhenClient:
             if authenticated:
                 authorization = await self._auth.authorization()
                 headers["Authorization"] = authorization
+            if before_attempt is not None:
+                before_attempt()
             await self._bucket.acquire()
             started = time.monotonic()
             if self._closed or self._http.is_closed:
                 raise self._closed_error(method, url)
+            state.attempt, state.started = attempt, started
             try:
-                response = await self._http.request(
+                request = self._http.build_request(
                     method, url, params=params, json=json_body, data=form_body, headers=headers
                 )
+                response = await self._receive(request, method, safe)
             except httpx.TransportError as exc:
+                state.started = None
                 self._report(method, template, None, started, attempt)
                 reason = f"transport:{type(exc).__name__}"
                 description = self._redact(f"{method} {httpx.URL(url).path} failed: {reason} {exc}")
@@ -522,8 +687,16 @@ class RunWhenClient:
                     await self._backoff(method, template, attempt, reason, None)
                     continue
                 raise errors.TransportError(f"{description} (after {attempt} attempt(s))") from exc
+            except errors.RunWhenError as exc:
+                # An answer that could not be read whole (too large, not decodable).
+                state.started = None
+                self._report(method, template, exc.status_code, started, attempt)
+                raise
+            state.started = None
             self._report(method, template, response.status_code, started, attempt)
             status = response.status_code
+            if authenticated and _past_authentication(status):
+                self._auth.accepted(authorization)
             if 200 <= status < 300:
                 return response
             if status == 401 and authenticated and not renewed:
@@ -537,7 +710,7 @@ class RunWhenClient:
                 logger.info("RunWhen DELETE %s: gone after a retried attempt; treating as deleted", template)
                 return response
             if status == 429:
-                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+                retry_after = self._retry_after(response)
                 if attempt < budget and (retry_after is None or retry_after <= self._backoff_cap):
                     await self._backoff(method, template, attempt, "429", retry_after)
                     continue
@@ -556,6 +729,81 @@ class RunWhenClient:
                         await self._backoff(method, template, attempt, str(status), None)
                         continue
             raise self._error_for(response)
+
+    async def _receive(self, request: httpx.Request, method: str, safe: bool) -> httpx.Response:
+        """Send ``request`` and read its answer whole, refusing a body past ``max_response_bytes``."""
+        response = await self._http.send(request, stream=True)
+        try:
+            data = await self._read_body(response)
+        except _TooLargeError:
+            where = f"{method} {request.url.path}"
+            message = f"{where} answered more than {self._max_response_bytes} bytes (--max-response-bytes)"
+            status = response.status_code
+            if not safe and (200 <= status < 300 or status >= 500):
+                # Answered (so maybe applied), but what it says cannot be read.
+                raise errors.WriteOutcomeUnknownError(
+                    f"{message}; the request may have been applied: observe the remote state before "
+                    "sending it again",
+                    status_code=status,
+                ) from None
+            raise errors.ResponseTooLargeError(
+                message, status_code=status, limit=self._max_response_bytes
+            ) from None
+        except zlib.error:
+            raise errors.UnexpectedResponseError(
+                f"{method} {request.url.path} answered {response.status_code} with a body that does "
+                f"not decode as {_truncate(response.headers.get('content-encoding', ''), 40)!r}",
+                status_code=response.status_code,
+            ) from None
+        except httpx.DecodingError:
+            raise errors.UnexpectedResponseError(
+                f"{method} {request.url.path} answered {response.status_code} with a body that does "
+                "not decode",
+                status_code=response.status_code,
+            ) from None
+        finally:
+            await response.aclose()
+        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _WIRE_HEADERS]
+        extensions = {k: v for k, v in response.extensions.items() if k in ("http_version", "reason_phrase")}
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=data,
+            request=request,
+            extensions=extensions,
+        )
+
+    async def _read_body(self, response: httpx.Response) -> bytes:
+        cap = self._max_response_bytes
+        if response.is_stream_consumed:
+            # Built in memory and read already (an ``httpx.MockTransport`` answer): only the cap.
+            if len(response.content) > cap:
+                raise _TooLargeError
+            return response.content
+        encodings = [
+            value.strip().lower()
+            for value in response.headers.get_list("content-encoding", split_commas=True)
+            if value.strip() and value.strip().lower() != "identity"
+        ]
+        if not encodings:
+            length = response.headers.get("content-length", "").strip()
+            if length.isdigit() and int(length) > cap:
+                raise _TooLargeError
+        out = bytearray()
+        if len(encodings) <= 1 and set(encodings) <= {"gzip", "deflate"}:
+            decoder = _BoundedDecoder(encodings[0] if encodings else None, out, cap)
+            async for chunk in response.aiter_raw():
+                decoder.feed(chunk)
+            decoder.flush()
+        else:
+            async for chunk in response.aiter_bytes():
+                if len(out) + len(chunk) > cap:
+                    raise _TooLargeError
+                out += chunk
+        return bytes(out)
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        return _parse_retry_after(response.headers.get("Retry-After"), cap=self._max_retry_after)
 
     async def _backoff(
         self, method: str, template: str, attempt: int, reason: str, retry_after: float | None
@@ -633,7 +881,7 @@ class RunWhenClient:
             return errors.ConflictError(message, status_code=status)
         if status == 429:
             if retry_after is None:
-                retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+                retry_after = self._retry_after(response)
             return errors.RateLimitedError(message, status_code=status, retry_after=retry_after)
         if status >= 500:
             return errors.ServerError(message, status_code=status, retryable=status in _RETRY_STATUSES)

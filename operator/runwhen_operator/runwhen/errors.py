@@ -12,11 +12,14 @@ __all__ = [
     "AuthError",
     "AuthenticationError",
     "ConflictError",
+    "IdentityMismatchError",
     "InvalidRequestError",
+    "InvalidTokenError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitedError",
     "RejectedAfterCreateError",
+    "ResponseTooLargeError",
     "RunWhenError",
     "ServerError",
     "TransportError",
@@ -94,6 +97,15 @@ class AuthenticationError(AuthError):
         super().__init__(message, status_code=status_code, retryable=retryable)
 
 
+class InvalidTokenError(AuthenticationError):
+    """The token endpoint answered with an access token that cannot be used: already expired when it
+    arrived (its ``exp`` is not after its ``iat``, or in the past), or refused by the server on its
+    first use. A failed login: the next one waits (see ``docs/client.md``, Limits)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, retryable: bool = True) -> None:
+        super().__init__(message, status_code=status_code, retryable=retryable)
+
+
 class PermissionDeniedError(AuthError):
     """403: authenticated, but not allowed."""
 
@@ -152,6 +164,17 @@ class UnexpectedResponseError(RunWhenError):
         super().__init__(message, status_code=status_code, retryable=retryable)
 
 
+class ResponseTooLargeError(UnexpectedResponseError):
+    """The server answered more than the client reads of one response (``max_response_bytes``);
+    nothing of the body is kept. Retryable, so that the caller backs off before asking again."""
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, limit: int, retryable: bool = True
+    ) -> None:
+        super().__init__(message, status_code=status_code, retryable=retryable)
+        self.limit = limit
+
+
 class WriteOutcomeUnknownError(RunWhenError):
     """A non-idempotent write (POST) failed after it was sent: it may or may not have been applied.
 
@@ -171,4 +194,15 @@ class WorkspaceRenamedError(RunWhenError):
     def __init__(self, message: str, *, requested: str, given: str) -> None:
         super().__init__(message, status_code=None, retryable=False)
         self.requested = requested
+        self.given = given
+
+
+class IdentityMismatchError(RunWhenError):
+    """The server answered about another object than the one asked for (a create of workspace ``a``
+    answered with workspace ``b``). The remote identity comes from the spec, never from such an
+    answer: nothing of it is recorded, and the object is looked at again later."""
+
+    def __init__(self, message: str, *, expected: str, given: str) -> None:
+        super().__init__(message, status_code=None, retryable=True)
+        self.expected = expected
         self.given = given

@@ -2,7 +2,8 @@
 
 Each ``acquire()`` reserves the next free slot at once and then sleeps until that slot, so callers
 are served in the order they asked (fair, FIFO), waiting costs one timer and no polling, and the
-bucket needs no lock (the event loop runs one reservation at a time).
+bucket needs no lock (the event loop runs one reservation at a time). ``try_take()`` never waits:
+it takes a token or says how long until one is saved up (the client's login limiter uses it).
 """
 
 from __future__ import annotations
@@ -55,6 +56,15 @@ class TokenBucket:
         if self._tokens >= 0:
             return 0.0
         return -self._tokens / self._rate
+
+    def try_take(self) -> float:
+        """Take one token if one is saved up and return 0; otherwise take nothing and return how long
+        until one will be (the caller decides whether to wait; the bucket never goes negative here)."""
+        self._refill()
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self._rate
 
     async def acquire(self) -> None:
         """Wait for a token. Cancelling the wait gives the token back."""
