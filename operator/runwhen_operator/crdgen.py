@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from runwhen_operator import rbacgen
 from runwhen_operator.api import common, kinds
 
 __all__ = [
@@ -299,7 +300,8 @@ def _write_dir(directory: Path, files: dict[str, str]) -> list[Path]:
 
 
 def write_all(root: Path) -> list[Path]:
-    """Write ``crds/``, the Helm chart's ``crds/`` and ``docs/crd-reference.md`` under ``root``.
+    """Write ``crds/``, the Helm chart's ``crds/``, ``docs/crd-reference.md`` and the RBAC rules on
+    the kinds (``rbacgen``) under ``root``.
 
     YAML files in the two CRD directories that no kind produces any more are removed. Returns the
     paths of the generated files.
@@ -313,6 +315,7 @@ def write_all(root: Path) -> list[Path]:
     if not reference.exists() or reference.read_text() != text:
         reference.write_text(text)
     written.append(reference)
+    written += rbacgen.write(root)
     return written
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, Field
 
-from runwhen_operator import cli, crdgen
+from runwhen_operator import cli, crdgen, rbacgen
 from runwhen_operator.api import common, kinds
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -407,3 +408,49 @@ def test_cli_writes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (tmp_path / "charts/runwhen-operator/crds").is_dir()
     assert (tmp_path / "docs/crd-reference.md").is_file()
     assert "wrote" in capsys.readouterr().out
+
+
+# --- RBAC on the kinds ------------------------------------------------------------------------------
+
+
+def test_committed_rbac_rules_are_what_the_registry_generates() -> None:
+    assert rbacgen.check(ROOT) == [], "the RBAC rules on the kinds are stale: run `make crds`"
+
+
+def _granted(rules: list[dict[str, Any]]) -> dict[str, set[str]]:
+    granted: dict[str, set[str]] = {}
+    for rule in rules:
+        if common.GROUP in rule.get("apiGroups", []):
+            for resource in rule["resources"]:
+                granted.setdefault(resource, set()).update(rule["verbs"])
+    return granted
+
+
+def test_the_cluster_role_grants_every_kind_what_the_operator_does_with_it() -> None:
+    role = yaml.safe_load((ROOT / rbacgen.CLUSTER_ROLE).read_text())
+    granted = _granted(role["rules"])
+    for info in kinds.KINDS:
+        assert set(info.verbs) <= granted[info.plural], info.kind
+        assert set(rbacgen.STATUS_VERBS) <= granted[f"{info.plural}/status"], info.kind
+        assert granted[f"{info.plural}/finalizers"] >= {"update"}, info.kind
+    assert "delete" in granted["workflowruns"]  # its TTL deletes it
+    assert "delete" not in granted["workspaces"]
+    assert set(granted) == {f"{k.plural}{sub}" for k in kinds.KINDS for sub in ("", "/status", "/finalizers")}
+
+
+def test_a_new_kind_gets_its_rules_from_its_registry_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    workspace = kinds.by_kind("Workspace")
+    extra = dataclasses.replace(
+        workspace, kind="RunnerThing", plural="runnerthings", singular="runnerthing", short_names=("rwrt",)
+    )
+    monkeypatch.setattr(kinds, "KINDS", (*kinds.KINDS, extra))
+    rules = [
+        {"apiGroups": [common.GROUP], "resources": list(r), "verbs": list(v)}
+        for r, v in rbacgen.kind_rules(namespaced=True)
+    ]
+    granted = _granted(rules)
+    assert {"runnerthings", "runnerthings/status", "runnerthings/finalizers"} <= set(granted)
+    helpers = rbacgen.render_chart_helpers((ROOT / rbacgen.CHART_HELPERS).read_text())
+    assert "    - runnerthings/finalizers" in helpers
+    role = rbacgen.render_cluster_role((ROOT / rbacgen.CLUSTER_ROLE).read_text())
+    assert "    - runnerthings/status" in role

@@ -67,10 +67,16 @@ app.kubernetes.io/part-of: runwhen-operator
 {{- end }}
 {{- end }}
 
-{{/* Rules on the namespaced platform.runwhen.com kinds, shared by the ClusterRole and the Roles. */}}
+{{/* Rules on the namespaced platform.runwhen.com kinds, shared by the ClusterRole and the Roles
+     (the bodies of both kind-rule templates are generated from api/kinds.py by
+     `runwhen-operator crds --write`: do not edit them). */}}
 {{- define "runwhen-operator.namespacedKindRules" -}}
 - apiGroups: ["platform.runwhen.com"]
-  resources: ["runwhenconnections", "workspaces", "workflows", "personas"]
+  resources:
+    - runwhenconnections
+    - workspaces
+    - workflows
+    - personas
   verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["platform.runwhen.com"]
   resources: ["workflowruns"]
