@@ -212,11 +212,18 @@ class Operator:
             if profile_dir
             else []
         )
+        # RUNWHEN_BENCH_MEMPROFILE=DIR: what its memory holds, by type, in DIR (bench/memprofile.py).
+        traced = os.environ.get("RUNWHEN_BENCH_MEMPROFILE")
+        entry = (
+            ["bench.memprofile", str(Path(traced) / f"{self.log_path.stem}.memory.txt")]
+            if traced
+            else ["runwhen_operator"]
+        )
         argv = [
             sys.executable,
             *profile,
             "-m",
-            "runwhen_operator",
+            *entry,
             "run",
             "--kubeconfig",
             str(self.kubeconfig),
@@ -240,7 +247,11 @@ class Operator:
             self.proc = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
             )
-        wait_until(self._healthy, 60, "the operator's /healthz")
+        try:
+            wait_until(self._healthy, 60, "the operator's /healthz")
+        except BaseException:
+            self.kill()  # never left running behind a failed start
+            raise
         return self
 
     def _healthy(self) -> bool:

@@ -244,6 +244,44 @@ def test_slot_body_is_the_newest_and_the_provisional_until_kopf_applied_it() -> 
     assert slot.body() == slot.live
 
 
+def test_prune_drops_the_own_copies_once_kopf_shows_them() -> None:
+    slot = runtime.Slot(("K", "ns", "a"))
+    slot.live = {"metadata": {"resourceVersion": "10"}}
+    slot.written = {"metadata": {"resourceVersion": "11"}}
+    slot.pending_rv, slot.provisional = 11, {"metadata": {"resourceVersion": "12"}}
+    assert slot.holds_copies()
+    slot.prune()
+    assert slot.written is not None  # Kopf has not shown the write yet: kept
+    assert slot.provisional is not None
+    slot.live = {"metadata": {"resourceVersion": "12"}}
+    slot.prune()
+    assert (slot.written, slot.provisional) == (None, None)
+    assert not slot.holds_copies()
+    assert slot.body() == slot.live
+
+
+async def test_a_sleeping_daemon_drops_its_copy_of_the_body_without_waiting_for_its_poll() -> None:
+    slot = runtime.Slot(("K", "ns", "a"))
+    slot.live = {"metadata": {"resourceVersion": "10"}}
+    slot.written = {"metadata": {"resourceVersion": "11"}}
+    slot.due["reconcile"] = time.monotonic() + 3600  # next poll in an hour
+
+    class Never:
+        def __bool__(self) -> bool:
+            return False
+
+    sleeper = asyncio.create_task(operator.Runner._sleep(slot, "reconcile", Never()))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    slot.live = {"metadata": {"resourceVersion": "11"}}  # Kopf's watch event of that write
+    for _ in range(60):
+        if slot.written is None:
+            break
+        await asyncio.sleep(0.05)
+    assert slot.written is None, "dropped about PRUNE_AFTER after Kopf showed it, not at the poll"
+    assert not sleeper.done()  # and still asleep until its poll
+    sleeper.cancel()
+
+
 @pytest.mark.parametrize(
     ("deleting", "result", "raises", "due_in"),
     [

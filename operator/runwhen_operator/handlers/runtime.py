@@ -110,6 +110,15 @@ class Slot:
                 self.provisional = None  # Kopf applied it and the live view shows it
         return newest
 
+    def holds_copies(self) -> bool:
+        """Whether the slot keeps a body of its own beside Kopf's live view."""
+        return self.written is not None or self.provisional is not None
+
+    def prune(self) -> None:
+        """Drop the operator's own copies that Kopf's live view has caught up with."""
+        if self.holds_copies() and self.live is not None:
+            self.body(provisional=False)
+
     def event(self, job: str) -> asyncio.Event:
         ev = self.events.get(job)
         if ev is None:
