@@ -144,6 +144,24 @@ async def test_a_renamed_workspace_is_deleted_again_and_never_adopted() -> None:
     assert [r.method for r in rec.requests] == ["POST", "DELETE"]
 
 
+@pytest.mark.parametrize("renamed_from", [None, "someone-else"])
+async def test_a_create_answered_with_another_workspace_deletes_nothing(renamed_from: str | None) -> None:
+    """Only an answer that says it auto-suffixed this name is a rename; any other name is an answer
+    about another workspace (which may be someone's), refused without a DELETE."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.method == "POST", "nothing but the create is sent"
+        return json_response(
+            201, {"name": "decoy", "repo_url": "", "status": "ready", "renamed_from": renamed_from}
+        )
+
+    api, rec = make(handler)
+    with pytest.raises(errors.IdentityMismatchError) as caught:
+        await api.new_workspace("shop", {"displayName": "Shop"})
+    assert (caught.value.expected, caught.value.given) == ("shop", "decoy")
+    assert [r.method for r in rec.requests] == ["POST"]
+
+
 async def test_upserts_send_the_full_name_and_are_replayed_after_a_lost_answer() -> None:
     attempts = {"sync": 0}
 

@@ -244,6 +244,21 @@ def test_slot_body_is_the_newest_and_the_provisional_until_kopf_applied_it() -> 
     assert slot.body() == slot.live
 
 
+def test_a_wake_during_a_pass_is_not_lost_to_what_the_pass_asks_for() -> None:
+    slot = runtime.Slot(("K", "ns", "a"))
+    started = time.monotonic()
+    slot.wake()  # the parent turned Ready while the pass ran on what it had read before
+    slot.schedule("reconcile", None, notify=False, since=started)  # the pass: "only when woken"
+    due = slot.due["reconcile"]
+    assert due is not None
+    assert due <= time.monotonic()  # due at once
+    later = time.monotonic()
+    slot.schedule("reconcile", None, notify=False, since=later)  # a pass begun after the wake
+    assert slot.due["reconcile"] is None
+    slot.schedule("reconcile", 30.0, since=later)
+    assert slot.due["reconcile"] == pytest.approx(time.monotonic() + 30.0, abs=1.0)
+
+
 def test_prune_drops_the_own_copies_once_kopf_shows_them() -> None:
     slot = runtime.Slot(("K", "ns", "a"))
     slot.live = {"metadata": {"resourceVersion": "10"}}

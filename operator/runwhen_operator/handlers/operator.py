@@ -143,6 +143,7 @@ class Runner:
         ctx.slots.remember(kind, _plain(body))
         if meta.get("deletionTimestamp"):
             slot.wake_all()  # its daemons were told to stop: they wake to see it
+        started = time.monotonic()
         try:
             with context.in_handler(patch):
                 result = await self.run_pass(ctx, slot, key)
@@ -157,7 +158,7 @@ class Runner:
             if delay is None:
                 delay = min(60.0, ctx.options.default_poll_interval)
             raise kopf.TemporaryError("the remote object is not deleted or orphaned yet", delay=delay)
-        slot.schedule(key.job, ctx.slots.next_delay(slot, key.job, result))
+        slot.schedule(key.job, ctx.slots.next_delay(slot, key.job, result), since=started)
 
     # -- daemons -------------------------------------------------------------------------------
     async def daemon(
@@ -177,8 +178,9 @@ class Runner:
                 if stopped:
                     break
                 await self._settle(slot)
+                started = time.monotonic()
                 result = await self.run_pass(ctx, slot, key)
-                slot.schedule(job, ctx.slots.next_delay(slot, job, result), notify=False)
+                slot.schedule(job, ctx.slots.next_delay(slot, job, result), notify=False, since=started)
         finally:
             slot.daemons -= 1
             if not slot.daemons:

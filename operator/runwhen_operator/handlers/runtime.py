@@ -91,6 +91,7 @@ class Slot:
     due: dict[str, float | None] = field(default_factory=dict)  # per job: monotonic time, None=never
     events: dict[str, asyncio.Event] = field(default_factory=dict)  # per job: wake the daemon
     daemons: int = 0
+    woken: dict[str, float] = field(default_factory=dict)  # per job: when it was last woken
     pending_rv: int | None = None  # a status patch Kopf applies after the handler, from this version
     provisional: Body | None = None  # the object as it will be once Kopf has applied that patch
 
@@ -126,15 +127,25 @@ class Slot:
         return ev
 
     def wake(self, job: str = "reconcile") -> None:
-        self.due[job] = time.monotonic()
+        now = time.monotonic()
+        self.due[job] = now
+        self.woken[job] = now
         self.event(job).set()
 
     def wake_all(self) -> None:
         for event in self.events.values():
             event.set()
 
-    def schedule(self, job: str, after: float | None, *, notify: bool = True) -> None:
-        """The next pass of `job` in `after` seconds (None: only when woken); tells its daemon."""
+    def schedule(
+        self, job: str, after: float | None, *, notify: bool = True, since: float | None = None
+    ) -> None:
+        """The next pass of `job` in `after` seconds (None: only when woken); tells its daemon.
+
+        ``since``: when the pass that asks began. A wake that came after that (a parent or the
+        connection turned Ready while the pass ran on what it had read before) is not lost to what
+        the pass asked for: the next pass is due at once."""
+        if since is not None and self.woken.get(job, float("-inf")) >= since:
+            after = 0.0
         self.due[job] = None if after is None else time.monotonic() + max(0.0, after)
         if notify:
             self.event(job).set()

@@ -288,7 +288,16 @@ class PlatformApi(dialect.Base):
     async def new_workspace(self, name: str, body: Mapping[str, Any]) -> dialect.Item:
         _check_workspace_fields(self.workspace_body(body))  # before anything is created
         created = await self._rw.call(WorkspaceCreated, "POST", WORKSPACES, {}, body={"name": name})
-        if created.name != name or created.renamed_from:
+        if name not in (created.name, created.renamed_from):
+            # Not the auto-suffix of a taken name (that says `renamed_from: <ours>`): an answer about
+            # another workspace, which is never recorded, and never deleted (it may be someone's).
+            raise errors.IdentityMismatchError(
+                f'RunWhen answered the create of workspace "{name}" with workspace "{created.name}" '
+                f"(renamed_from {created.renamed_from!r}); nothing of that answer is recorded",
+                expected=name,
+                given=created.name,
+            )
+        if created.name != name:
             message = (
                 f'RunWhen created the workspace as "{created.name}" because the name "{name}" is taken '
                 "(by a workspace these credentials may not see)"
