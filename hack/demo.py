@@ -4,7 +4,9 @@
 On a fresh machine it starts a local control plane (etcd + kube-apiserver) and the RunWhen API
 emulator, installs the CRDs, runs the operator, applies `examples/`, waits until every object is
 Ready, opens an issue on the emulator to show what the Workspace status mirrors, prints the
-`kubectl get` table and tears everything down.
+`kubectl get` table and tears everything down. The RunnerLocation turns Ready once a runner of its
+location reports online: the emulator's control endpoint sends the heartbeat that runwhen-local's
+runner would send after registering with the Secrets the operator wrote.
 
 With a reachable cluster in KUBECONFIG and RUNWHEN_URL set (plus RUNWHEN_USERNAME/RUNWHEN_PASSWORD
 or RUNWHEN_TOKEN), the same steps run against those instead; the example objects are deleted at the
@@ -29,8 +31,8 @@ import testenv
 
 ROOT = testenv.ROOT
 EXAMPLES = ROOT / "examples"
-ORDER = ["cluster-connection.yaml", "workspace.yaml", "persona.yaml", "workflow.yaml"]
-KINDS = ["workspaces", "workflows", "personas"]
+ORDER = ["cluster-connection.yaml", "workspace.yaml", "persona.yaml", "workflow.yaml", "runnerlocation.yaml"]
+KINDS = ["workspaces", "workflows", "personas", "runnerlocations"]
 GROUP = "platform.runwhen.com"
 
 
@@ -157,41 +159,95 @@ class Demo:
             creds = f"  username: {json.dumps(user)}\n  password: {json.dumps(password)}\n"
         return re.sub(r"stringData:\n(?:  .*\n|  #.*\n)+", "stringData:\n" + creds, text, count=1)
 
-    def wait_ready(self, timeout: float = 180.0) -> None:
+    def wait_ready(self, timeout: float = 180.0, *, plurals: tuple[str, ...] = tuple(KINDS)) -> None:
         say("waiting until every object is Ready")
         deadline = time.monotonic() + timeout
         pending: list[str] = []
         while time.monotonic() < deadline:
             pending = []
-            for plural in ("clusterrunwhenconnections", *KINDS):
+            for plural in ("clusterrunwhenconnections", *plurals):
                 out = self.k("get", f"{plural}.{GROUP}", "-A", "-o", "json", capture=True).stdout
                 for item in json.loads(out)["items"]:
                     conds = {c["type"]: c for c in (item.get("status") or {}).get("conditions", [])}
-                    if conds.get("Ready", {}).get("status") != "True":
-                        reason = conds.get("Ready", {}).get("reason", "no status yet")
+                    wanted = "Ready" if plural != "runnerlocations" or self.emulator_url else "Synced"
+                    if conds.get(wanted, {}).get("status") != "True":
+                        reason = conds.get(wanted, {}).get("reason", "no status yet")
                         pending.append(f"{item['kind']}/{item['metadata']['name']} ({reason})")
             if not pending:
                 return
             time.sleep(1)
         raise TimeoutError(f"not Ready after {timeout}s: {', '.join(pending)}")
 
+    def control(self, method: str, path: str, body: object) -> None:
+        """A call to the emulator's control endpoints (``/_emulator/...``)."""
+        import urllib.request
+
+        req = urllib.request.Request(
+            f"{self.emulator_url}/_emulator/{path}",
+            data=json.dumps(body).encode(),
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(req, timeout=10).close()
+
+    def show_a_runner(self) -> None:
+        """The RunnerLocation wrote the Secrets runwhen-local mounts and waits for its runner."""
+        location = f"runnerlocations.{GROUP}/location-01"
+        jsonpath = (
+            "{.status.conditions[?(@.type=='Synced')].status} "
+            "{.status.conditions[?(@.type=='Ready')].reason}: Secrets "
+            "{.status.runnerTokenSecret} and {.status.uploadInfoSecret}"
+        )
+        deadline = time.monotonic() + 60
+        out = ""
+        while time.monotonic() < deadline:
+            out = self.k("get", location, "-n", "default", "-o", f"jsonpath={jsonpath}", capture=True).stdout
+            if out.startswith("True ") and "uploadinfo" in out:
+                break
+            time.sleep(0.5)
+        else:
+            raise TimeoutError(f"the RunnerLocation did not write its Secrets ({out})")
+        say(f"RunnerLocation location-01 wrote its Secrets and waits for a runner ({out[5:].strip()})")
+        if not self.emulator_url:
+            say("install runwhen-local with those Secrets (docs/runner.md) to see it Ready")
+            return
+        say(
+            "simulating the runner: the emulator's control endpoint sends the heartbeat that "
+            "runwhen-local's runner would send for location-01"
+        )
+        self.control("POST", "workspaces/demo/runners/location-01/heartbeat", {"health": "online"})
+        # Look now rather than at the next check (every 30 s while no runner is online).
+        self.k(
+            "annotate",
+            location,
+            "-n",
+            "default",
+            f"{GROUP}/reconcile-requested-at={time.time()}",
+            "--overwrite",
+            capture=True,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            out = self.k(
+                "get",
+                location,
+                "-n",
+                "default",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Ready')].status}/{.status.health}",
+                capture=True,
+            ).stdout
+            if out.strip() == "True/online":
+                say("RunnerLocation location-01 is Ready: its runner reports online")
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"the runner's heartbeat never reached the RunnerLocation status ({out})")
+
     def show_an_issue(self) -> None:
         if not self.emulator_url:
             return
-        import urllib.request
-
-        def control(method: str, path: str, body: object) -> None:
-            req = urllib.request.Request(
-                f"{self.emulator_url}/_emulator/{path}",
-                data=json.dumps(body).encode(),
-                method=method,
-                headers={"Content-Type": "application/json"},
-            )
-            urllib.request.urlopen(req, timeout=10).close()
-
-        say("a runner reports in, and a critical issue opens: the Workspace status mirrors both")
-        control("PUT", "workspaces/demo/runners", [{"name": "location-01", "health": "online"}])
-        control(
+        say("a critical issue opens: the Workspace status mirrors it beside its runner's health")
+        self.control(
             "POST",
             "workspaces/demo/issues",
             {"title": "Pods crash-looping in checkout", "severity": 1, "slxName": "k8s-deployment-health"},
@@ -262,6 +318,8 @@ def main() -> int:
         demo.setup()
         demo.run_operator()
         demo.apply_examples()
+        demo.wait_ready(plurals=tuple(k for k in KINDS if k != "runnerlocations"))
+        demo.show_a_runner()
         demo.wait_ready()
         say(f"all Ready {time.monotonic() - started:.1f}s after start")
         demo.show_an_issue()

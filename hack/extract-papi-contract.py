@@ -50,6 +50,9 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("get", "/api/v3/workspaces/{workspace_name}/issues"),
     ("get", "/api/v3/workspaces/{workspace_name}/runner-token"),
     ("get", "/api/v3/workspaces/{workspace_name}/upload-config"),
+    ("delete", "/api/v3/workspaces/{workspace_name}/runners/{runner_id}"),
+    # deprecated: answers 410 (the emulator does too); upload-config replaces it
+    ("get", "/api/v3/workspaces/{workspace_name}/generate-workspace-builder-config"),
     # workflows: v3 reads, run and webhook token; v4 reads, upsert and delete
     ("get", "/api/v3/workspaces/{workspace_short_name}/workflows"),
     ("get", "/api/v3/workspaces/{workspace_short_name}/workflows/{workflow_short_name}"),

@@ -29,15 +29,22 @@ from tests.contract.conftest import API_TOKEN
 from tests.contract.validator import DEFAULT_DOCUMENT, ContractValidator
 from tests.support.emulator import EmulatorProcess
 
-EXAMPLES = 15  # per operation, mode and strategy: 34 operations x 2 modes x 2 strategies x 15 in ~15 s
+EXAMPLES = 15  # per operation, mode and strategy: 36 operations x 2 modes x 2 strategies x 15 in ~15 s
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
 WORKSPACE = "demo"
 # Operations a generated request cannot succeed on: credentials and tokens are not guessable.
-NO_SUCCESS_EXPECTED = {"POST /api/v3/token/", "POST /api/v3/token/refresh/", "POST /api/v3/token/verify/"}
+# The workspace builder's old config call answers 410 Gone on the server, and so does the emulator.
+NO_SUCCESS_EXPECTED = {
+    "POST /api/v3/token/",
+    "POST /api/v3/token/refresh/",
+    "POST /api/v3/token/verify/",
+    "GET /api/v3/workspaces/{workspace_name}/generate-workspace-builder-config",
+}
 
 
 def _seed(emulator: EmulatorProcess) -> dict[str, Any]:
-    """Workspace ``demo`` with a workflow, a persona, a run session and an issue; path values that exist."""
+    """Workspace ``demo`` with a workflow, a persona, a run session, an issue and a runner; path values
+    that exist."""
     emulator.reset()
     headers = {"Authorization": f"Bearer {API_TOKEN}"}
     with httpx.Client(base_url=emulator.url, headers=headers, timeout=15) as api:
@@ -71,7 +78,9 @@ def _seed(emulator: EmulatorProcess) -> dict[str, Any]:
             )
         )
     emulator.open_issue(WORKSPACE, "t", 2, f"{WORKSPACE}--slx")
+    emulator.heartbeat(WORKSPACE, "loc-1", value="runner-1")
     return {
+        "runner_id": "runner-1",
         "workspace_name": WORKSPACE,
         "workspace_short_name": WORKSPACE,
         "workflow_short_name": "wf",

@@ -19,7 +19,14 @@ import testenv  # noqa: E402
 RELEASE = "runwhen-operator"
 NAMESPACE = "runwhen-system"
 GROUP = "platform.runwhen.com"
-NAMESPACED_KINDS = ["runwhenconnections", "workspaces", "workflows", "personas", "workflowruns"]
+NAMESPACED_KINDS = [
+    "runwhenconnections",
+    "workspaces",
+    "workflows",
+    "personas",
+    "workflowruns",
+    "runnerlocations",
+]
 ALL_KINDS = ["clusterrunwhenconnections", *NAMESPACED_KINDS]
 
 Obj = dict[str, Any]

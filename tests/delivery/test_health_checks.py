@@ -26,7 +26,14 @@ from tests.delivery import chart
 DOCS = chart.ROOT / "docs"
 HEALTH = DOCS / "argocd" / "health.lua"
 RUN_HEALTH = DOCS / "argocd" / "workflowrun-health.lua"
-SYNCED_KINDS = ["ClusterRunWhenConnection", "RunWhenConnection", "Workspace", "Workflow", "Persona"]
+SYNCED_KINDS = [
+    "ClusterRunWhenConnection",
+    "RunWhenConnection",
+    "Workspace",
+    "Workflow",
+    "Persona",
+    "RunnerLocation",
+]
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 

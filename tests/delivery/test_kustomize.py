@@ -145,7 +145,14 @@ def test_default_base_contents(kubectl):
 def test_samples_are_the_examples(kubectl):
     samples = _kustomize(kubectl, DEPLOY / "samples")
     kinds = sorted(o["kind"] for o in samples)
-    assert kinds == ["ClusterRunWhenConnection", "Persona", "Secret", "Workflow", "Workspace"]
+    assert kinds == [
+        "ClusterRunWhenConnection",
+        "Persona",
+        "RunnerLocation",
+        "Secret",
+        "Workflow",
+        "Workspace",
+    ]
     conn = chart.one(samples, "ClusterRunWhenConnection", "default")
     secret = chart.one(samples, "Secret")
     assert conn["spec"]["credentialsSecretRef"] == {
@@ -158,6 +165,9 @@ def test_samples_are_the_examples(kubectl):
     persona = chart.one(samples, "Persona")
     assert workflow["spec"]["workspaceRef"]["name"] == workspace["metadata"]["name"]
     assert persona["spec"]["workspaceRef"]["name"] == workspace["metadata"]["name"]
+    location = chart.one(samples, "RunnerLocation")
+    assert location["spec"]["workspaceRef"]["name"] == workspace["metadata"]["name"]
+    assert location["metadata"]["name"] in workspace["spec"]["enabledLocations"]
     assert workflow["spec"]["webhookTokenSecretRef"]["name"]
     task = workflow["spec"]["definition"]["fromActivities"][0]["actions"][0]["tasks"]
     assert task["persona"] == persona["metadata"]["name"]

@@ -14,7 +14,16 @@ from typing import Any, cast
 import pytest
 from kubernetes import client
 
-from runwhen_operator.api import common, connection, kinds, persona, workflow, workflowrun, workspace
+from runwhen_operator.api import (
+    common,
+    connection,
+    kinds,
+    persona,
+    runnerlocation,
+    workflow,
+    workflowrun,
+    workspace,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -346,6 +355,35 @@ BAD_CREATES = [
         _with("WorkflowRun", _set("ttlSecondsAfterFinished", -1)),
         ("spec.ttlSecondsAfterFinished", "greater than or equal to 0"),
     ),
+    Bad(
+        "location-both-workspaces",
+        _with("RunnerLocation", _set("workspaceName", "team-a")),
+        (ONE_WORKSPACE,),
+    ),
+    Bad("location-no-workspace", _with("RunnerLocation", _set("workspaceRef", None)), (ONE_WORKSPACE,)),
+    Bad(
+        "location-name-not-dns", _with("RunnerLocation", _set("name", "Loc_1")), ("spec.name", "should match")
+    ),
+    Bad(
+        "location-metadata-name-not-a-location-name",
+        _with("RunnerLocation", _rename("loc.one")),
+        ("metadata.name is not a valid remote location name",),
+    ),
+    Bad(
+        "location-one-secret-for-both",
+        _with("RunnerLocation", _both(_set("runnerTokenSecretName", "x"), _set("uploadInfoSecretName", "x"))),
+        ("runnerTokenSecretName and uploadInfoSecretName must name two different Secrets",),
+    ),
+    Bad(
+        "location-same-secret-as-the-default",
+        _with("RunnerLocation", _set("uploadInfoSecretName", "runner-registration-token")),
+        ("must name two different Secrets",),
+    ),
+    Bad(
+        "location-bad-deletion-policy",
+        _with("RunnerLocation", _set("deletionPolicy", "Keep")),
+        ("spec.deletionPolicy", "Unsupported value"),
+    ),
 ]
 
 
@@ -516,6 +554,30 @@ BAD_UPDATES = [
         PARENT_IMMUTABLE,
     ),
     BadUpdate(
+        "location-change-name",
+        lambda: example("RunnerLocation", name="first"),
+        _set("name", "second"),
+        NAME_IMMUTABLE,
+    ),
+    BadUpdate(
+        "location-change-workspace",
+        lambda: example("RunnerLocation"),
+        _set("workspaceRef", {"name": "team-b"}),
+        PARENT_IMMUTABLE,
+    ),
+    BadUpdate(
+        "location-change-secret-namespace",
+        lambda: example("RunnerLocation"),
+        _set("secretNamespace", "elsewhere"),
+        "spec.secretNamespace is immutable",
+    ),
+    BadUpdate(
+        "location-add-secret-namespace",
+        lambda: example("RunnerLocation", secretNamespace=None),
+        _set("secretNamespace", "elsewhere"),
+        "spec.secretNamespace is immutable",
+    ),
+    BadUpdate(
         "run-change-workflow",
         lambda: example("WorkflowRun"),
         _set("workflowRef", {"name": "other"}),
@@ -645,6 +707,22 @@ STATUSES: dict[str, Any] = {
         conditions=_conditions("Ready", "Synced"), id=17, workspace="team-a", webhook_token_secret="hook"
     ),
     "Persona": persona.PersonaStatus(conditions=_conditions("Ready", "Synced"), id=4, workspace="team-a"),
+    "RunnerLocation": runnerlocation.RunnerLocationStatus(
+        observed_generation=1,
+        conditions=_conditions("Ready", "Synced"),
+        last_sync_time=NOW,
+        workspace="team-a",
+        location="location-01",
+        location_enabled=True,
+        secret_namespace="runwhen-local",
+        runner_token_secret="runner-registration-token",
+        upload_info_secret="uploadinfo",
+        token_rotation="2026-03-01",
+        runner_id="0b5e6c1e-2f3a-5d7e-9c1b-4a2f6e8d0c3b",
+        runner_name="location-01",
+        health="online",
+        last_heartbeat=NOW,
+    ),
     "WorkflowRun": workflowrun.WorkflowRunStatus(
         observed_generation=1,
         conditions=_conditions("Complete"),
@@ -714,6 +792,23 @@ def test_workflow_run_printer_columns(objects: Objects, k8s_api: client.ApiClien
     table = _table(k8s_api, f"/apis/{common.API_VERSION}/namespaces/{namespace}/workflowruns")
     assert [c["name"] for c in table["columnDefinitions"]] == ["Name", "Workflow", "Phase", "Age", "Finished"]
     assert table["rows"][0]["cells"][:3] == ["restart-on-alert-manual", "restart-on-alert", "Completed"]
+
+
+def test_runner_location_defaults_and_printer_columns(
+    objects: Objects, k8s_api: client.ApiClient, namespace: str
+) -> None:
+    created = objects.create(example("RunnerLocation", secretNamespace=None))
+    spec = created["spec"]
+    assert spec["runnerTokenSecretName"] == runnerlocation.DEFAULT_RUNNER_TOKEN_SECRET
+    assert spec["uploadInfoSecretName"] == runnerlocation.DEFAULT_UPLOAD_INFO_SECRET
+    assert spec["deletionPolicy"] == "Delete"
+    assert spec["connectionRef"] == {"kind": "ClusterRunWhenConnection", "name": "default"}
+    assert "secretNamespace" not in spec  # the object's own namespace
+    objects.patch_status(created, STATUSES["RunnerLocation"].to_dict())
+    table = _table(k8s_api, f"/apis/{common.API_VERSION}/namespaces/{namespace}/runnerlocations")
+    columns = [c["name"] for c in table["columnDefinitions"]]
+    assert columns == ["Name", "Workspace", "Location", "Ready", "Synced", "Health", "Age"]
+    assert table["rows"][0]["cells"][:6] == ["location-01", "team-a", "location-01", "True", "True", "online"]
 
 
 def _table(api: client.ApiClient, path: str) -> Body:

@@ -441,6 +441,18 @@ class EmulatorProcess:
         ).json()
         return data
 
+    def heartbeat(
+        self, workspace: str, runner: str, health: str = "online", value: str | None = None
+    ) -> dict[str, Any]:
+        """Runner ``runner`` reports to ``workspace`` now (registered by name on its first report)."""
+        body: dict[str, Any] = {"health": health}
+        if value is not None:
+            body["value"] = value
+        data: dict[str, Any] = self._check(
+            self._http.post(f"/_emulator/workspaces/{workspace}/runners/{runner}/heartbeat", json=body)
+        ).json()
+        return data
+
     def reserve_names(self, *names: str) -> list[str]:
         """Workspace names taken by workspaces the caller cannot see (the platform dialect suffixes)."""
         data: dict[str, Any] = self._check(

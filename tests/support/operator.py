@@ -37,6 +37,7 @@ PLURALS = {
     "Workflow": "workflows",
     "Persona": "personas",
     "WorkflowRun": "workflowruns",
+    "RunnerLocation": "runnerlocations",
 }
 
 

@@ -33,6 +33,10 @@ OPERATIONS: dict[str, dict[str, str]] = {
             "GET /api/v3/workspaces/{workspace_short_name}/workflows/{workflow_short_name}/token"
         ),
         "run.start": "POST /api/v3/workspaces/{workspace_name}/runsessions",
+        "runner.token": "GET /api/v3/workspaces/{workspace_name}/runner-token",
+        "runner.upload": "GET /api/v3/workspaces/{workspace_name}/upload-config",
+        "runner.list": "GET /api/v3/workspaces/{workspace_name}/runners",
+        "runner.delete": "DELETE /api/v3/workspaces/{workspace_name}/runners/{runner_id}",
     },
     "documented": {
         "workspace.list": "GET /api/v3/workspaces",
@@ -47,6 +51,10 @@ OPERATIONS: dict[str, dict[str, str]] = {
         "persona.update": "PUT /api/v3/workspaces/{workspace_name}/personas/{persona_id}",
         "workflow.token": "GET /api/v3/workspaces/{workspace_name}/workflows/{workflow_id}/token",
         "run.start": "POST /api/v3/workspaces/{workspace_name}/workflows/{workflow_id}/run",
+        "runner.token": "GET /api/v3/workspaces/{workspace_name}/runner-token",
+        "runner.upload": "GET /api/v3/workspaces/{workspace_name}/generate-workspace-builder-config",
+        "runner.list": "GET /api/v3/workspaces/{workspace_name}/runners",
+        "runner.delete": "DELETE /api/v3/workspaces/{workspace_name}/runners/{runner_id}",
     },
 }
 

@@ -10,7 +10,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from runwhen_operator.api import common, connection, kinds, persona, workflow, workflowrun, workspace
+from runwhen_operator.api import (
+    common,
+    connection,
+    kinds,
+    persona,
+    runnerlocation,
+    workflow,
+    workflowrun,
+    workspace,
+)
 
 # --- pinned names ---------------------------------------------------------------------------------
 
@@ -56,6 +65,14 @@ def test_registry_names() -> None:
             "Namespaced",
             "workflowruns.platform.runwhen.com",
         ),
+        (
+            "RunnerLocation",
+            "runnerlocations",
+            "runnerlocation",
+            ("rwloc",),
+            "Namespaced",
+            "runnerlocations.platform.runwhen.com",
+        ),
     }
     assert kinds.by_kind("Workspace").spec_model is workspace.WorkspaceSpec
     assert kinds.by_plural("personas").status_model is persona.PersonaStatus
@@ -73,6 +90,7 @@ def test_registry_models() -> None:
         "Workflow": (workflow.WorkflowSpec, workflow.WorkflowStatus),
         "Persona": (persona.PersonaSpec, persona.PersonaStatus),
         "WorkflowRun": (workflowrun.WorkflowRunSpec, workflowrun.WorkflowRunStatus),
+        "RunnerLocation": (runnerlocation.RunnerLocationSpec, runnerlocation.RunnerLocationStatus),
     }
 
 

@@ -227,6 +227,7 @@ def test_printer_column_names() -> None:
         "Workflow": ["Workspace", "Ready", "Synced", "Remote ID", "Age"],
         "Persona": ["Workspace", "Ready", "Synced", "Remote ID", "Age"],
         "WorkflowRun": ["Workflow", "Phase", "Age", "Finished"],
+        "RunnerLocation": ["Workspace", "Location", "Ready", "Synced", "Health", "Age"],
     }
 
 

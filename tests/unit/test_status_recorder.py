@@ -614,6 +614,7 @@ def test_every_status_model_is_covered() -> None:
         kinds.by_kind("Workflow").status_model,
         kinds.by_kind("Persona").status_model,
         workflowrun.WorkflowRunStatus,
+        kinds.by_kind("RunnerLocation").status_model,
     }
 
 

@@ -77,6 +77,7 @@ app.kubernetes.io/part-of: runwhen-operator
     - workspaces
     - workflows
     - personas
+    - runnerlocations
   verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["platform.runwhen.com"]
   resources: ["workflowruns"]
@@ -88,6 +89,7 @@ app.kubernetes.io/part-of: runwhen-operator
     - workflows/status
     - personas/status
     - workflowruns/status
+    - runnerlocations/status
   verbs: ["get", "patch", "update"]
 - apiGroups: ["platform.runwhen.com"]
   resources:
@@ -96,6 +98,7 @@ app.kubernetes.io/part-of: runwhen-operator
     - workflows/finalizers
     - personas/finalizers
     - workflowruns/finalizers
+    - runnerlocations/finalizers
   verbs: ["update"]
 {{- end }}
 

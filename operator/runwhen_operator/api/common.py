@@ -30,6 +30,7 @@ __all__ = [
     "ANNOTATION_PAUSED",
     "ANNOTATION_POLL_INTERVAL",
     "ANNOTATION_RECONCILE_REQUESTED_AT",
+    "ANNOTATION_ROTATE_RUNNER_TOKEN",
     "ANNOTATION_ROTATE_WEBHOOK_TOKEN",
     "API_VERSION",
     "CATEGORY",
@@ -94,6 +95,8 @@ ANNOTATION_POLL_INTERVAL = f"{GROUP}/poll-interval"
 ANNOTATION_RECONCILE_REQUESTED_AT = f"{GROUP}/reconcile-requested-at"
 #: On a Workflow: any new value rotates the webhook token (a new token is read into the Secret).
 ANNOTATION_ROTATE_WEBHOOK_TOKEN = f"{GROUP}/rotate-webhook-token"
+#: On a RunnerLocation: any new value reads a new runner token and upload configuration into its Secrets.
+ANNOTATION_ROTATE_RUNNER_TOKEN = f"{GROUP}/rotate-runner-token"
 
 CONDITION_READY = "Ready"
 CONDITION_SYNCED = "Synced"

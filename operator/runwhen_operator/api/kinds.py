@@ -12,7 +12,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from runwhen_operator.api import common, connection, persona, workflow, workflowrun, workspace
+from runwhen_operator.api import (
+    common,
+    connection,
+    persona,
+    runnerlocation,
+    workflow,
+    workflowrun,
+    workspace,
+)
 
 __all__ = [
     "DEPENDENTS",
@@ -331,6 +339,39 @@ KINDS: tuple[KindInfo, ...] = (
                 "context": {"reason": "manual test", "alert": {"severity": 2}},
                 "ttlSecondsAfterFinished": 3600,
             },
+        },
+    ),
+    KindInfo(
+        kind="RunnerLocation",
+        plural="runnerlocations",
+        singular="runnerlocation",
+        short_names=("rwloc",),
+        scope="Namespaced",
+        description=(
+            "A private runner location of a RunWhen workspace. The operator writes the two Secrets the "
+            "runwhen-local Helm chart mounts (the runner's registration token and the workspace "
+            "builder's upload configuration), enables the location in a workspace managed by a "
+            "Workspace resource, and reports the health of the runner that registers for it: Ready "
+            "means a runner of this location reports online."
+        ),
+        spec_model=runnerlocation.RunnerLocationSpec,
+        status_model=runnerlocation.RunnerLocationStatus,
+        printer_columns=(
+            _WORKSPACE,
+            PrinterColumn("Location", "string", ".status.location", "The runner location."),
+            _condition_column(common.CONDITION_READY, "A runner of this location reports online."),
+            _SYNCED,
+            PrinterColumn("Health", "string", ".status.health", "The runner's health."),
+            _AGE,
+        ),
+        root_validations=common.remote_name_root_rules("location"),
+        parent=("Workspace", "workspaceRef"),
+        uses_connection=True,
+        example={
+            "apiVersion": common.API_VERSION,
+            "kind": "RunnerLocation",
+            "metadata": {"name": "location-01"},
+            "spec": {"workspaceRef": {"name": "team-a"}, "secretNamespace": "runwhen-local"},
         },
     ),
 )

@@ -1,6 +1,6 @@
 """The ``/_emulator/`` control endpoints, the same in both dialects: state, counters, faults, health,
-runners, issues, run settings, reserved workspace names, reset. Bodies are JSON; a bad body is a 400
-field map, an unknown workspace or issue a 404."""
+runners and their heartbeats, issues, run settings, reserved workspace names, reset. Bodies are
+JSON; a bad body is a 400 field map, an unknown workspace or issue a 404."""
 
 from __future__ import annotations
 
@@ -87,6 +87,10 @@ RUNNER_FIELDS = {
     "value": Field(string()),
     "health": Field(enum(RUNNER_HEALTH), required=True),
     "lastHeartbeat": Field(string(), nullable=True),
+}
+HEARTBEAT_FIELDS = {
+    "health": Field(enum(RUNNER_HEALTH), default=lambda: "online"),
+    "value": Field(string(allow_blank=False)),
 }
 RESERVED_FIELDS = {"names": Field(list_of(dns_label()), required=True)}
 RUN_SETTINGS_FIELDS = {
@@ -191,6 +195,17 @@ async def control_runners(request: web.Request) -> web.Response:
     return json_response([_runner_view(runner) for runner in rec["runners"]])
 
 
+async def control_heartbeat(request: web.Request) -> web.Response:
+    """A runner reports in (what the runner's own registration and status calls do): registered by
+    name on its first report, its health (default ``online``) and heartbeat set to now."""
+    store = state_of(request).store
+    name = request.match_info["workspace_name"]
+    store.get_workspace(name)
+    data = parse_body(await read_json(request, empty={}), HEARTBEAT_FIELDS)
+    runner = store.heartbeat(name, request.match_info["runner_name"], data["health"], data.get("value"))
+    return json_response(_runner_view(runner))
+
+
 async def control_open_issue(request: web.Request) -> web.Response:
     state = state_of(request)
     name = request.match_info["workspace_name"]
@@ -241,6 +256,7 @@ ROUTES: list[tuple[str, dict[str, Any]]] = [
     (f"{CONTROL_PREFIX}/faults", {"GET": control_get_faults, "PUT": control_put_faults}),
     (f"{CWS}/health", {"PUT": control_health}),
     (f"{CWS}/runners", {"PUT": control_runners}),
+    (f"{CWS}/runners/{{runner_name}}/heartbeat", {"POST": control_heartbeat}),
     (f"{CWS}/issues", {"POST": control_open_issue}),
     (f"{CWS}/issues/{{issue_id}}/close", {"POST": control_close_issue}),
     (f"{CONTROL_PREFIX}/runs", {"GET": control_get_runs, "PUT": control_put_runs}),

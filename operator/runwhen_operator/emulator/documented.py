@@ -300,7 +300,16 @@ def state_view(state: EmulatorState) -> Record:
     """Every object for ``GET /_emulator/state`` (wire form plus the owning workspace)."""
     store = state.store
     return {
-        "workspaces": [{**workspace_view(rec), "health": rec["health"]} for rec in store.workspaces.values()],
+        "workspaces": [
+            {
+                **workspace_view(rec),
+                "health": rec["health"],
+                "runners": [runner_view(r, store.clock()) for r in rec["runners"]],
+                "runnerTokens": dict(rec.get("runnerTokens") or {}),
+                "uploadTokens": dict(rec.get("uploadTokens") or {}),
+            }
+            for rec in store.workspaces.values()
+        ],
         "workflows": [
             {**workflow_view(rec), "workspace": rec["workspace"], "webhookToken": rec["webhookToken"]}
             for rec in store.workflows.values()
@@ -576,6 +585,57 @@ async def workflow_token(request: web.Request) -> web.Response:
     return json_response({"token": token, "webhookUrl": _webhook_url(request, token)})
 
 
+async def runner_token(request: web.Request) -> web.Response:
+    """The pages: "the runner authentication token for the workspace", no location parameter. The
+    answer's shape is this emulator's choice (docs/runwhen-api.md): ``{workspace, token}``."""
+    store = state_of(request).store
+    name = _ws(request)
+    store.get_workspace(name)
+    return json_response({"workspace": name, "token": store.issue_token(name, "runnerTokens", None)})
+
+
+async def builder_config(request: web.Request) -> web.Response:
+    """The pages: "a workspace builder configuration payload" (optional ``hours``). Chosen here: the
+    keys of the chart's ``uploadInfo.yaml`` but the location, which the pages do not pass."""
+    state = state_of(request)
+    name = _ws(request)
+    state.store.get_workspace(name)
+    hours = _query_int(request, "hours", minimum=1)
+    body: Record = {
+        "workspaceName": name,
+        "workspaceOwnerEmail": state.config.email,
+        "papiURL": str(request.url.origin()),
+        "token": state.store.issue_token(name, "uploadTokens", None),
+    }
+    if hours is not None:
+        body["tokenValidHours"] = hours
+    return json_response(body)
+
+
+def runner_view(rec: Record, now: float) -> Record:
+    beat = rec.get("lastHeartbeat")
+    return {
+        "name": rec["name"],
+        "value": rec["value"],
+        "health": rec["health"],
+        "lastHeartbeat": iso(beat),
+        "secondsSinceHeartbeat": round(max(0.0, now - beat), 3) if beat is not None else None,
+    }
+
+
+async def workspace_runners(request: web.Request) -> web.Response:
+    """Not on the pages: the platform's path and ``AuthorizedRunner`` shape (docs/runwhen-api.md)."""
+    store = state_of(request).store
+    rec = store.get_workspace(_ws(request))
+    return json_response([runner_view(r, store.clock()) for r in rec["runners"]])
+
+
+async def delete_runner(request: web.Request) -> web.Response:
+    name = _ws(request)
+    runner = state_of(request).store.delete_runner(name, request.match_info["runner_id"])
+    return json_response({"status": "deleted", "runner": runner["value"], "workspace": name})
+
+
 async def workflow_webhook(request: web.Request) -> web.Response:
     store = state_of(request).store
     workflow = store.workflow_by_webhook_token(request.match_info["token"])
@@ -732,6 +792,10 @@ ROUTES: list[tuple[str, dict[str, Any]]] = [
     (f"{WS}/status", {"GET": workspace_status}),
     (f"{WS}/health", {"GET": workspace_health}),
     (f"{WS}/issues", {"GET": workspace_issues}),
+    (f"{WS}/runner-token", {"GET": runner_token}),
+    (f"{WS}/generate-workspace-builder-config", {"GET": builder_config}),
+    (f"{WS}/runners", {"GET": workspace_runners}),
+    (f"{WS}/runners/{{runner_id}}", {"DELETE": delete_runner}),
     (f"{WS}/workflows/", {"GET": list_workflows, "POST": create_workflow}),
     (
         f"{WS}/workflows/{{workflow_id}}",

@@ -11,7 +11,6 @@ internal record shape; records are rendered back by the views here.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from importlib import resources
 from typing import Any
@@ -74,7 +73,13 @@ RUN_SESSION_QUERY = frozenset(
 )
 DEDUPE_WINDOW = "10m"
 _WINDOW = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(s|m|h|d)?\s*$")
-_KIND_NAMES = {"run session": "Run session", "workflow": "Workflow", "persona": "Persona", "issue": "Issue"}
+_KIND_NAMES = {
+    "run session": "Run session",
+    "workflow": "Workflow",
+    "persona": "Persona",
+    "issue": "Issue",
+    "runner": "Runner",
+}
 
 # --- request models -----------------------------------------------------------------------------
 
@@ -716,26 +721,46 @@ def _location(request: web.Request) -> str:
 
 
 async def runner_token(request: web.Request) -> web.Response:
+    """A new registration token for a runner of the location (each call makes a new one). The
+    document leaves the answer free-form: ``{workspace, location, token}`` is this emulator's choice
+    (docs/runwhen-api.md)."""
     store = state_of(request).store
     name = _ws(request)
     store.get_workspace(name)
     location = _location(request)
-    return json_response({"workspace": name, "location": location, "token": secrets.token_urlsafe(32)})
+    token = store.issue_token(name, "runnerTokens", location)
+    return json_response({"workspace": name, "location": location, "token": token})
 
 
 async def upload_config(request: web.Request) -> web.Response:
-    store = state_of(request).store
+    """The workspace builder's upload configuration for the location: the keys of the chart's
+    ``uploadInfo.yaml`` (free-form in the document; this emulator's choice, docs/runwhen-api.md)."""
+    state = state_of(request)
     name = _ws(request)
-    store.get_workspace(name)
+    state.store.get_workspace(name)
     location = _location(request)
+    token = state.store.issue_token(name, "uploadTokens", location)
     return json_response(
         {
             "workspaceName": name,
+            "workspaceOwnerEmail": state.config.email,
+            "defaultLocation": location,
             "locationName": location,
             "papiURL": str(request.url.origin()),
-            "token": secrets.token_urlsafe(32),
+            "token": token,
         }
     )
+
+
+async def builder_config_gone(request: web.Request) -> web.Response:
+    state_of(request).store.get_workspace(_ws(request))
+    return detail_response(410, "Deprecated: use GET /{workspace_name}/upload-config instead")
+
+
+async def delete_runner(request: web.Request) -> web.Response:
+    name = _ws(request)
+    runner = state_of(request).store.delete_runner(name, request.match_info["runner_id"])
+    return json_response({"status": "deleted", "runner": runner["value"], "workspace": name})
 
 
 def _severity(value: Any, loc: Loc, errors: ErrorList) -> Any:
@@ -1046,6 +1071,8 @@ def state_view(state: EmulatorState) -> Record:
                 **views.workspace(rec),
                 "health": rec["health"],
                 "runners": [views.runner(r) for r in rec["runners"]],
+                "runnerTokens": dict(rec.get("runnerTokens") or {}),
+                "uploadTokens": dict(rec.get("uploadTokens") or {}),
             }
             for rec in store.workspaces.values()
         ],
@@ -1102,8 +1129,10 @@ ROUTES: list[tuple[str, dict[str, Any]]] = [
     (f"{WS3}/status", {"GET": workspace_status}),
     (f"{WS3}/index-health", {"GET": workspace_index_health}),
     (f"{WS3}/runners", {"GET": workspace_runners}),
+    (f"{WS3}/runners/{{runner_id}}", {"DELETE": delete_runner}),
     (f"{WS3}/runner-token", {"GET": runner_token}),
     (f"{WS3}/upload-config", {"GET": upload_config}),
+    (f"{WS3}/generate-workspace-builder-config", {"GET": builder_config_gone}),
     (f"{WS3}/issues", {"GET": workspace_issues}),
     (f"{WSS3}/workflows", {"GET": list_workflows_v3}),
     (WF3, {"GET": get_workflow_v3}),

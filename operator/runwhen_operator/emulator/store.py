@@ -11,7 +11,9 @@ Internal shapes (shared by both dialects):
   (list of objects, ``{"name", "value"}`` for the documented dialect's map), ``secretsProvided``
   (object), ``enabledLocations``, ``slxGroups`` (list of objects, ``{"name", "slxs"}`` for the
   documented dialect's map), ``scrubberConfig``, ``health`` (``status``, ``details``, ``metrics``,
-  ``workspace``, ``sync``, ``indexHealth``), ``runners``, ``createdAt``, ``updatedAt``.
+  ``workspace``, ``sync``, ``indexHealth``), ``runners`` (``name``, ``value``, ``health``,
+  ``lastHeartbeat``), ``runnerTokens`` and ``uploadTokens`` (the last token handed out per location),
+  ``createdAt``, ``updatedAt``.
 - workflow: ``id``, ``workspace`` (name), ``name`` (the short name), ``definition``, ``webhookToken``,
   ``tokenRetrieved``, ``deletedAt``, ``createdAt``, ``updatedAt``.
 - persona: ``id``, ``workspace``, ``name`` (short name), the persona fields, ``deletedAt``, timestamps.
@@ -34,6 +36,7 @@ import os
 import secrets
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -288,6 +291,8 @@ class Store:
             "scrubberConfig": data.get("scrubberConfig"),
             "health": default_health(now),
             "runners": [],
+            "runnerTokens": {},
+            "uploadTokens": {},
             "createdAt": now,
             "updatedAt": now,
         }
@@ -341,6 +346,41 @@ class Store:
         rec["runners"] = runners
         self._touch()
         return rec
+
+    def heartbeat(self, name: str, runner: str, health: str, value: str | None = None) -> Record:
+        """A runner named ``runner`` reports to workspace ``name`` now: registered on its first
+        report (its id a UUID derived from workspace and name, as the server derives one), its
+        health and heartbeat updated on every later one."""
+        rec = self.get_workspace(name)
+        found = next((r for r in rec["runners"] if r["name"] == runner), None)
+        if found is None:
+            ident = value or str(uuid.uuid5(uuid.NAMESPACE_URL, f"{name}--{runner}"))
+            found = {"name": runner, "value": ident}
+            rec["runners"].append(found)
+        elif value:
+            found["value"] = value
+        found["health"] = health
+        found["lastHeartbeat"] = self.clock()
+        self._touch()
+        return found
+
+    def delete_runner(self, name: str, runner_id: str) -> Record:
+        rec = self.get_workspace(name)
+        found: Record | None = next((r for r in rec["runners"] if r["value"] == runner_id), None)
+        if found is None:
+            raise NotFound("runner", runner_id)
+        rec["runners"].remove(found)
+        self._touch()
+        return found
+
+    def issue_token(self, name: str, kind: str, location: str | None) -> str:
+        """A new token for a location's runner (``kind`` ``runnerTokens``) or workspace builder
+        (``uploadTokens``), remembered as the location's latest."""
+        rec = self.get_workspace(name)
+        token = secrets.token_urlsafe(32)
+        rec.setdefault(kind, {})[location or ""] = token
+        self._touch()
+        return token
 
     def set_reserved_names(self, names: list[str]) -> list[str]:
         self.reserved_names = list(dict.fromkeys(names))

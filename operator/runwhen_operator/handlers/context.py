@@ -28,6 +28,12 @@ KIND_WORKSPACE = "Workspace"
 KIND_WORKFLOW = "Workflow"
 KIND_PERSONA = "Persona"
 KIND_WORKFLOW_RUN = "WorkflowRun"
+KIND_RUNNER_LOCATION = "RunnerLocation"
+
+#: Kopf index of the runner locations a Workspace resource's workspace must keep enabled: by the
+#: Workspace's (namespace, name), the location names of its RunnerLocations (those being deleted
+#: with deletionPolicy Delete left out).
+LOCATIONS_INDEX = "runnerlocation_locations"
 
 
 @dataclass
@@ -83,6 +89,13 @@ class Context:
         if index is None:
             return []
         return [(str(ns), str(n)) for ns, n in index.get(cid, ())]
+
+    def runner_locations(self, namespace: str, workspace: str) -> list[str]:
+        """The location names the RunnerLocations of Workspace resource `workspace` keep enabled."""
+        index = self.indices.get(LOCATIONS_INDEX)
+        if index is None:
+            return []
+        return sorted({str(n) for n in index.get((namespace, workspace), ())})
 
     def uptime(self) -> float:
         return time.monotonic() - self.started

@@ -18,6 +18,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -49,6 +50,16 @@ class Denied(KubeError):
 
 
 DEFAULT_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class SecretView:
+    """A Secret as the operator reads it: decoded data, labels, annotations, owners' uids."""
+
+    data: dict[str, str]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    owner_uids: frozenset[str]
 
 
 def _detail(exc: client.ApiException) -> str:
@@ -186,20 +197,42 @@ class Kube:
     # -- secrets -----------------------------------------------------------------------------
     async def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         """The Secret's data, decoded. Raises Gone when it does not exist."""
+        return (await self.read_secret_view(namespace, name)).data
+
+    async def read_secret_view(self, namespace: str, name: str) -> SecretView:
+        """The Secret's data (decoded), labels, annotations and owners. Raises Gone when it does not
+        exist."""
         secret = await self.call(self.core.read_namespaced_secret, name, namespace)
         data: dict[str, str] = {}
         for key, value in (secret.data or {}).items():
             data[key] = base64.b64decode(value).decode()
         for key, value in (secret.string_data or {}).items():
             data[key] = value
-        return data
+        meta = secret.metadata
+        return SecretView(
+            data=data,
+            labels=dict((meta.labels if meta else None) or {}),
+            annotations=dict((meta.annotations if meta else None) or {}),
+            owner_uids=frozenset(o.uid for o in ((meta.owner_references if meta else None) or [])),
+        )
 
     async def apply_owned_secret(
-        self, namespace: str, name: str, data: dict[str, str], owner: Body, labels: dict[str, str]
+        self,
+        namespace: str,
+        name: str,
+        data: dict[str, str],
+        owner: Body,
+        labels: dict[str, str],
+        annotations: dict[str, str] | None = None,
     ) -> bool:
-        """Create the Secret, or patch it when its data differ. Returns whether anything was written."""
+        """Create the Secret, or patch it when its data (or labels, annotations) differ. Returns
+        whether anything was written. The owner becomes the Secret's controller when it is in the
+        Secret's namespace (an owner reference cannot cross namespaces); a Secret in another
+        namespace carries only the labels and annotations."""
         encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+        annotations = annotations or {}
         meta = owner["metadata"]
+        owns = (meta.get("namespace") or "") == namespace
         owner_ref = client.V1OwnerReference(
             api_version=owner["apiVersion"],
             kind=owner["kind"],
@@ -211,21 +244,42 @@ class Kube:
         try:
             existing = await self.call(self.core.read_namespaced_secret, name, namespace)
         except Gone:
+            existing = None
+        if existing is None:
             secret = client.V1Secret(
                 metadata=client.V1ObjectMeta(
-                    name=name, namespace=namespace, labels=labels, owner_references=[owner_ref]
+                    name=name,
+                    namespace=namespace,
+                    labels=labels,
+                    annotations=annotations or None,
+                    owner_references=[owner_ref] if owns else None,
                 ),
                 type="Opaque",
                 data=encoded,
             )
             self.writes += 1
-            await self.call(self.core.create_namespaced_secret, namespace, secret)
-            return True
-        owners = (existing.metadata.owner_references if existing.metadata else None) or []
-        owned = any(o.uid == meta["uid"] for o in owners)
-        if (existing.data or {}) == encoded and owned:
+            try:
+                await self.call(self.core.create_namespaced_secret, namespace, secret)
+            except Conflict:
+                # Created meanwhile by someone else: decide on what is there now.
+                existing = await self.call(self.core.read_namespaced_secret, name, namespace)
+            else:
+                return True
+        existing_meta = existing.metadata
+        owners = (existing_meta.owner_references if existing_meta else None) or []
+        if not owns and any(o.controller for o in owners):
+            raise Conflict(f"Secret {namespace}/{name} is controlled by another object")
+        owned = not owns or any(o.uid == meta["uid"] for o in owners)
+        current_labels = (existing_meta.labels if existing_meta else None) or {}
+        current_annotations = (existing_meta.annotations if existing_meta else None) or {}
+        marked = all(current_labels.get(k) == v for k, v in labels.items()) and all(
+            current_annotations.get(k) == v for k, v in annotations.items()
+        )
+        if (existing.data or {}) == encoded and owned and marked:
             return False
         patch: Body = {"data": encoded, "metadata": {"labels": labels}}
+        if annotations:
+            patch["metadata"]["annotations"] = annotations
         if not owned:
             if any(o.controller for o in owners):
                 raise Conflict(f"Secret {namespace}/{name} is controlled by another object")

@@ -344,6 +344,11 @@ class WorkspaceReconciler(ManagedReconciler):
             mode="json",
             include={"display_name", "enabled_locations", "config_provided", "slx_groups"},
         )
+        if "enabledLocations" in wire:
+            # The spec owns the list; the locations of this Workspace's RunnerLocations stay in it.
+            listed = list(wire["enabledLocations"])
+            kept = self.ctx.runner_locations(body["metadata"]["namespace"], body["metadata"]["name"])
+            wire["enabledLocations"] = [*listed, *(loc for loc in kept if loc not in listed)]
         desired = externals.WorkspaceDesired(
             name=self.remote_name(body, spec), body=client.workspace_body(wire)
         )

@@ -1,6 +1,6 @@
 """Kopf wiring: every kind's handlers, daemons and indices; the reconcilers do the work.
 
-Per managed kind (Workspace, Workflow, Persona) and per connection kind:
+Per managed kind (Workspace, Workflow, Persona, RunnerLocation) and per connection kind:
 
 - ``on.create`` / ``on.update``: a change the user made (spec, labels, annotations: Kopf's diff
   base, kept in ``status.lastHandledConfiguration``) runs one pass at once; the status the pass
@@ -37,6 +37,7 @@ from runwhen_operator.handlers import (
     leader,
     managed,
     monitor,
+    runnerlocation,
     runtime,
     workflowrun,
 )
@@ -45,7 +46,12 @@ from runwhen_operator.reconcile import listing
 
 log = logging.getLogger("runwhen_operator")
 
-MANAGED_KINDS = (context.KIND_WORKSPACE, context.KIND_WORKFLOW, context.KIND_PERSONA)
+MANAGED_KINDS = (
+    context.KIND_WORKSPACE,
+    context.KIND_WORKFLOW,
+    context.KIND_PERSONA,
+    context.KIND_RUNNER_LOCATION,
+)
 CONNECTION_KINDS = (context.KIND_CLUSTER_CONNECTION, context.KIND_CONNECTION)
 #: (dependent kind, its reference field) -> found by the referenced object's (namespace, name)
 DEPENDENTS = kinds.DEPENDENTS
@@ -53,6 +59,7 @@ USES_CONNECTION = kinds.USES_CONNECTION
 INDEX_IDS = frozenset(
     [context.dependents_index(k, f) for k, f in DEPENDENTS]
     + [context.connection_index(k) for k in USES_CONNECTION]
+    + [context.LOCATIONS_INDEX]
 )
 
 
@@ -308,6 +315,7 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings,
         recs[(context.KIND_WORKFLOW, "reconcile")] = managed.WorkflowReconciler(ctx)
         recs[(context.KIND_PERSONA, "reconcile")] = managed.PersonaReconciler(ctx)
         recs[(context.KIND_WORKFLOW_RUN, "reconcile")] = workflowrun.WorkflowRunReconciler(ctx)
+        recs[(context.KIND_RUNNER_LOCATION, "reconcile")] = runnerlocation.RunnerLocationReconciler(ctx)
         runner.ctx = ctx
         state["ctx"] = ctx
         if config.on_context is not None:
@@ -359,6 +367,7 @@ def _register_indices(registry: kopf.OperatorRegistry) -> None:
         _dependents_index(registry, kind, ref_field)
     for kind in USES_CONNECTION:
         _connection_index(registry, kind)
+    _locations_index(registry)
 
 
 def _dependents_index(registry: kopf.OperatorRegistry, kind: str, ref_field: str) -> None:
@@ -382,6 +391,28 @@ def _connection_index(registry: kopf.OperatorRegistry, kind: str) -> None:
 
     kopf.index(
         common.GROUP, common.VERSION, plural(kind), registry=registry, id=context.connection_index(kind)
+    )(index)
+
+
+def _locations_index(registry: kopf.OperatorRegistry) -> None:
+    """The locations each Workspace resource's workspace keeps enabled (see context.LOCATIONS_INDEX):
+    ready before the first pass, so a Workspace never drops a location whose RunnerLocation it has not
+    seen yet."""
+
+    def index(namespace: str | None, name: str | None, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> Any:
+        ref = (spec.get("workspaceRef") or {}).get("name")
+        if not ref:
+            return None
+        if meta.get("deletionTimestamp") and (spec.get("deletionPolicy") or "Delete") == "Delete":
+            return None  # being deleted with its location
+        return {(namespace or "", str(ref)): str(spec.get("name") or name)}
+
+    kopf.index(
+        common.GROUP,
+        common.VERSION,
+        plural(context.KIND_RUNNER_LOCATION),
+        registry=registry,
+        id=context.LOCATIONS_INDEX,
     )(index)
 
 

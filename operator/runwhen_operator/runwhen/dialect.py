@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from pydantic import SecretStr
+
 from runwhen_operator.runwhen import client, errors, models
 
 __all__ = [
@@ -33,6 +35,9 @@ __all__ = [
     "Dialect",
     "Item",
     "RunState",
+    "Runner",
+    "RunnerToken",
+    "UploadInfo",
     "WorkflowTarget",
     "WorkspaceReport",
     "parse_dialect",
@@ -106,6 +111,89 @@ class RunState:
     completed_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Runner:
+    """A runner registered in a workspace: its display name, its id (RunWhen's ``value``), its health
+    (``online``, ``stale`` or ``unknown``) and when it last reported."""
+
+    name: str
+    id: str
+    health: str
+    last_heartbeat: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RunnerToken:
+    """A runner registration token (kept out of reprs and logs)."""
+
+    token: SecretStr
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    """The workspace builder's upload configuration (``uploadInfo.yaml``): ``values`` holds every key
+    but the token, in the builder's names (``papiURL``, ``workspaceName``, ``workspaceOwnerEmail``,
+    ``defaultLocation``, ``locationName``, ...)."""
+
+    values: Mapping[str, Any]
+    token: SecretStr
+
+    def document(self) -> dict[str, Any]:
+        """The full mapping the builder reads, token included (for the Secret only)."""
+        return {**self.values, "token": self.token.get_secret_value()}
+
+
+#: The keys of the builder's upload configuration the operator fills in when the server leaves them
+#: out (the server's answer is free-form in its document).
+UPLOAD_INFO_KEYS = ("papiURL", "workspaceName", "workspaceOwnerEmail", "defaultLocation", "locationName")
+
+
+def upload_info(answer: Any, *, papi_url: str, workspace: str, location: str) -> UploadInfo:
+    """The upload configuration from a server's answer: the mapping itself (or under ``uploadInfo``
+    or ``uploadConfig``), with ``token`` required and the builder's other keys filled in from what
+    the operator knows where the answer leaves them out (``papi_url`` is read as ``papiURL``)."""
+    if isinstance(answer, Mapping):
+        for key in ("uploadInfo", "uploadConfig"):
+            inner = answer.get(key)
+            if isinstance(inner, Mapping):
+                answer = inner
+                break
+    if not isinstance(answer, Mapping):
+        raise errors.UnexpectedResponseError("the upload configuration is not an object")
+    values = {str(k): v for k, v in answer.items() if k not in ("token", "papi_url")}
+    token = answer.get("token")
+    if not isinstance(token, str) or not token:
+        raise errors.UnexpectedResponseError("the upload configuration has no token")
+    if "papiURL" not in values:
+        values["papiURL"] = str(answer.get("papi_url") or papi_url)
+    values.setdefault("workspaceName", workspace)
+    values.setdefault("locationName", location)
+    if "locationId" not in values:
+        values.setdefault("defaultLocation", location)
+    return UploadInfo(values=values, token=SecretStr(token))
+
+
+def runner_token(answer: Any) -> RunnerToken:
+    """The registration token from the server's answer (``{"token": ...}``; free-form in its
+    document)."""
+    token = answer.get("token") if isinstance(answer, Mapping) else None
+    if not isinstance(token, str) or not token:
+        raise errors.UnexpectedResponseError("the runner-token answer has no token")
+    return RunnerToken(token=SecretStr(token))
+
+
+def location_runners(runners: list[Runner], workspace: str, location: str) -> list[Runner]:
+    """The runners of one location: a runner registers under the location's name (the server may
+    show it as ``<workspace>--<location>``), online ones first, then by the newest heartbeat."""
+    names = {location, f"{workspace}--{location}"}
+    mine = [r for r in runners if r.name in names]
+    rank = {"online": 0, "stale": 1}
+    return sorted(
+        mine,
+        key=lambda r: (rank.get(r.health, 2), -(r.last_heartbeat.timestamp() if r.last_heartbeat else 0.0)),
+    )
+
+
 class Api(Protocol):
     """One dialect over one ``client.RunWhenClient``."""
 
@@ -173,6 +261,23 @@ class Api(Protocol):
         """The workflow's webhook token; ``rotate`` asks for a new one first."""
         ...
 
+    # runner locations
+    async def runner_token(self, workspace: str, location: str) -> RunnerToken:
+        """A new registration token for a runner of ``location`` (each read makes a new one)."""
+        ...
+
+    async def upload_info(self, workspace: str, location: str) -> UploadInfo:
+        """The workspace builder's upload configuration for ``location``."""
+        ...
+
+    async def runners(self, workspace: str) -> list[Runner]:
+        """Every runner registered in the workspace."""
+        ...
+
+    async def remove_runner(self, workspace: str, runner_id: str) -> None:
+        """Delete a runner registration; ``errors.NotFoundError`` when there is none."""
+        ...
+
     # runs
     async def resolve_workflow(self, target: WorkflowTarget) -> WorkflowTarget:
         """The target with what this dialect needs to start a run filled in (read before the intent
@@ -217,6 +322,17 @@ class Base:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def json_body(response: Any) -> Any:
+    """An answer's JSON body; ``errors.UnexpectedResponseError`` when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        raise errors.UnexpectedResponseError(
+            f"{response.request.method} {response.request.url.path} answered a body that is not JSON",
+            status_code=response.status_code,
+        ) from None
 
 
 def not_supported(exc: errors.RunWhenError) -> bool:

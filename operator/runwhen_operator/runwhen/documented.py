@@ -30,6 +30,11 @@ WORKFLOW_TOKEN: Final = "/api/v3/workspaces/{workspace_name}/workflows/{workflow
 PERSONAS: Final = "/api/v3/workspaces/{workspace_name}/personas/"
 PERSONA: Final = "/api/v3/workspaces/{workspace_name}/personas/{persona_id}"
 RUN_SESSIONS: Final = "/api/v3/workspaces/{workspace_name}/runsessions"
+RUNNER_TOKEN: Final = "/api/v3/workspaces/{workspace_name}/runner-token"
+BUILDER_CONFIG: Final = "/api/v3/workspaces/{workspace_name}/generate-workspace-builder-config"
+# Not on the documented pages: the platform's paths and shapes are assumed (docs/runwhen-api.md).
+WORKSPACE_RUNNERS: Final = "/api/v3/workspaces/{workspace_name}/runners"
+WORKSPACE_RUNNER: Final = "/api/v3/workspaces/{workspace_name}/runners/{runner_id}"
 RUN_SESSION: Final = "/api/v3/workspaces/{workspace_name}/runsessions/{runsession_id}"
 
 #: The key in a run's context that carries the WorkflowRun's uid, to find its run session again.
@@ -232,6 +237,47 @@ class DocumentedApi(dialect.Base):
             async for issue in self.list_workspace_issues(name, closed=False, severity_lte=max_severity)
             if not issue.closed
         ]
+
+    async def runner_token(self, workspace: str, location: str) -> dialect.RunnerToken:
+        """``GET .../runner-token``: the pages document no location parameter (one token per
+        workspace); the answer is read as ``{"token": ...}``."""
+        response = await self._rw.request("GET", RUNNER_TOKEN, {"workspace_name": workspace})
+        return dialect.runner_token(dialect.json_body(response))
+
+    async def upload_info(self, workspace: str, location: str) -> dialect.UploadInfo:
+        """``GET .../generate-workspace-builder-config``: "a workspace builder configuration
+        payload", read as the builder's uploadInfo keys; the location is the operator's to fill in."""
+        response = await self._rw.request("GET", BUILDER_CONFIG, {"workspace_name": workspace})
+        return dialect.upload_info(
+            dialect.json_body(response),
+            papi_url=self._rw.base_url.rstrip("/"),
+            workspace=workspace,
+            location=location,
+        )
+
+    async def runners(self, workspace: str) -> list[dialect.Runner]:
+        response = await self._rw.request("GET", WORKSPACE_RUNNERS, {"workspace_name": workspace})
+        data = dialect.json_body(response)
+        if not isinstance(data, list):
+            raise errors.UnexpectedResponseError("GET runners answered something that is not a list")
+        out = []
+        for item in data:
+            if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+                raise errors.UnexpectedResponseError("GET runners answered an invalid runner")
+            out.append(
+                dialect.Runner(
+                    name=item["name"],
+                    id=str(item.get("value") or item["name"]),
+                    health=str(item.get("health") or "unknown").lower(),
+                    last_heartbeat=models.parse_time(item.get("lastHeartbeat")),
+                )
+            )
+        return out
+
+    async def remove_runner(self, workspace: str, runner_id: str) -> None:
+        await self._rw.request(
+            "DELETE", WORKSPACE_RUNNER, {"workspace_name": workspace, "runner_id": runner_id}
+        )
 
     async def child_listing(self, kind: dialect.ChildKind, workspace: str) -> list[dialect.Item]:
         listing = self._child_calls(kind)[0]

@@ -37,6 +37,9 @@ WORKSPACE: Final = "/api/v3/workspaces/{workspace_name}"
 WORKSPACE_STATUS: Final = "/api/v3/workspaces/{workspace_name}/status"
 WORKSPACE_RUNNERS: Final = "/api/v3/workspaces/{workspace_name}/runners"
 WORKSPACE_ISSUES: Final = "/api/v3/workspaces/{workspace_name}/issues"
+WORKSPACE_RUNNER: Final = "/api/v3/workspaces/{workspace_name}/runners/{runner_id}"
+RUNNER_TOKEN: Final = "/api/v3/workspaces/{workspace_name}/runner-token"
+UPLOAD_CONFIG: Final = "/api/v3/workspaces/{workspace_name}/upload-config"
 WORKFLOWS: Final = "/api/v4/workspaces/{workspace_name}/workflows"
 WORKFLOW: Final = "/api/v4/workspaces/{workspace_name}/workflows/{workflow_name}"
 WORKFLOW_SYNC: Final = "/api/v4/workspaces/{workspace_name}/workflows/sync-typed"
@@ -391,6 +394,46 @@ class PlatformApi(dialect.Base):
             return [RunnerWire.model_validate(item) for item in data]
         except ValueError:
             raise errors.UnexpectedResponseError("GET runners answered an invalid runner") from None
+
+    # --- runner locations ----------------------------------------------------------------------
+
+    async def runner_token(self, workspace: str, location: str) -> dialect.RunnerToken:
+        """``GET .../runner-token?location=`` (workspace admin); its answer is free-form in the
+        document: ``{"token": ...}`` is read."""
+        response = await self._rw.request(
+            "GET", RUNNER_TOKEN, {"workspace_name": workspace}, params={"location": location}
+        )
+        return dialect.runner_token(dialect.json_body(response))
+
+    async def upload_info(self, workspace: str, location: str) -> dialect.UploadInfo:
+        """``GET .../upload-config?location=`` (``generate-workspace-builder-config`` answers 410 on
+        this server); a free-form object in the document, read as the builder's uploadInfo keys."""
+        response = await self._rw.request(
+            "GET", UPLOAD_CONFIG, {"workspace_name": workspace}, params={"location": location}
+        )
+        return dialect.upload_info(
+            dialect.json_body(response),
+            papi_url=self._rw.base_url.rstrip("/"),
+            workspace=workspace,
+            location=location,
+        )
+
+    async def runners(self, workspace: str) -> list[dialect.Runner]:
+        response = await self._rw.request("GET", WORKSPACE_RUNNERS, {"workspace_name": workspace})
+        return [
+            dialect.Runner(
+                name=wire.name,
+                id=wire.value or wire.name,
+                health=(wire.health or "unknown").lower(),
+                last_heartbeat=models.parse_time(wire.last_heartbeat),
+            )
+            for wire in self._runners(response.json())
+        ]
+
+    async def remove_runner(self, workspace: str, runner_id: str) -> None:
+        await self._rw.request(
+            "DELETE", WORKSPACE_RUNNER, {"workspace_name": workspace, "runner_id": runner_id}
+        )
 
     async def open_issues(self, name: str, *, max_severity: int) -> list[models.Issue]:
         params = {"closed": "false", "severity__lte": str(int(max_severity))}
