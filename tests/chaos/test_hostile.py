@@ -390,6 +390,26 @@ class Soak:
         self.full_names[name] = value
         self.rw.patch("Persona", name, {"spec": {"fullName": value}})
 
+    def settle(self, tag: str) -> float | None:
+        """Ask every managed hostile object for a reconcile and wait until each says it handled it
+        (``status.lastHandledReconcileAt``, written only by a pass that succeeded): the next phase
+        starts from objects whose last pass succeeded, so the growing delays one phase's failures
+        built up (kept until a pass succeeds, as a controller's rate limiter keeps them) are not
+        measured as the next phase's recovery."""
+        managed = [(k, n) for k, n in self.hostile_objects() if k != "RunWhenConnection"]
+        for kind, name in managed:
+            self.rw.annotate(kind, name, {"platform.runwhen.com/reconcile-requested-at": tag})
+        started = time.monotonic()
+        while time.monotonic() - started < RECOVERY:
+            self.alive()
+            handled = [
+                (self.rw.get(k, n).get("status") or {}).get("lastHandledReconcileAt") for k, n in managed
+            ]
+            if all(value == tag for value in handled):
+                return time.monotonic() - started
+            time.sleep(0.5)
+        return None
+
     def wait_recovered(self, timeout: float) -> float | None:
         started = time.monotonic()
         while time.monotonic() - started < timeout:
@@ -481,6 +501,9 @@ class Soak:
             )
         if after is not None:
             after(notes)
+        settled = self.settle(f"after {name}")
+        self.check(settled is not None, f"{name}: a requested reconcile did not succeed within {RECOVERY:g}s")
+        notes.append(f"settled {settled:.1f}s" if settled is not None else "not settled")
         self.record(name, start, end, healthy, recovered, notes)
 
     def record(

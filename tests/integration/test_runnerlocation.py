@@ -21,6 +21,14 @@ UPLOAD_SECRET = "uploadinfo"
 ROTATE = "platform.runwhen.com/rotate-runner-token"
 
 
+def _wait_event(rw: RunWhenEnv, name: str, reason: str) -> None:
+    """Kopf posts the operator's Events in the background: wait for one rather than expect it the
+    moment the status shows its cause."""
+    wait_for(
+        lambda: reason in rw.event_reasons(name), 15, lambda: f"{name}: {reason} in {rw.event_reasons(name)}"
+    )
+
+
 def _events(rw: RunWhenEnv, name: str) -> list[k8s.CoreV1Event]:
     events = k8s.CoreV1Api(rw.api).list_namespaced_event(rw.namespace).items
     return [e for e in events if e.involved_object.name == name]
@@ -91,7 +99,7 @@ def test_secrets_resync_lost_secret_rotation_health_and_no_leaks(rw: RunWhenEnv)
     assert sorted(remote["enabledLocations"]) == ["loc-a", "public-01"]
     assert rw.emulator.requests()[rw.op("runner.token")] == 1
     assert rw.emulator.requests()[rw.op("runner.upload")] == 1
-    assert "SecretsWritten" in rw.event_reasons("loc-a")
+    _wait_event(rw, "loc-a", "SecretsWritten")
     assert "WaitingForWorkspace" not in rw.event_reasons("loc-a")  # a wait is a condition, not an event
 
     # Resyncs and a restart: runners are listed, nothing is read from RunWhen's tokens, nothing written.
@@ -129,7 +137,7 @@ def test_secrets_resync_lost_secret_rotation_health_and_no_leaks(rw: RunWhenEnv)
     conditions = {c["type"] for c in status["conditions"]}
     assert "Reconciling" not in conditions
     assert "Stalled" not in conditions
-    assert "RunnerOnline" in rw.event_reasons("loc-a")
+    _wait_event(rw, "loc-a", "RunnerOnline")
     # It goes quiet: stale, not Ready, work under way rather than stalled.
     rw.emulator.heartbeat("ops", "loc-a", health="stale")
     obj = rw.wait_condition("RunnerLocation", "loc-a", "Ready", "False", reason="RunnerStale", timeout=30)
@@ -202,7 +210,7 @@ def test_delete_and_orphan(rw: RunWhenEnv) -> None:
         rw.wait_condition("RunnerLocation", name, "Synced", timeout=60)
     assert rw.secret_value("o-token", "token") == _remote(rw, "ops")["runnerTokens"]["loc-o"]
     wait_for(lambda: sorted(_remote(rw, "ops")["enabledLocations"]) == ["loc-d", "loc-o"], 20, "both enabled")
-    assert "LocationEnabled" in rw.event_reasons("loc-d")
+    _wait_event(rw, "loc-d", "LocationEnabled")
     rw.emulator.heartbeat("ops", "loc-d")
     rw.emulator.heartbeat("ops", "loc-o")
     rw.emulator.heartbeat("ops", "elsewhere")  # another location's runner: never touched
@@ -217,7 +225,7 @@ def test_delete_and_orphan(rw: RunWhenEnv) -> None:
     assert sorted(r["name"] for r in remote["runners"]) == ["elsewhere", "loc-o"]
     assert remote["enabledLocations"] == ["loc-o"]
     assert rw.emulator.requests()[rw.op("runner.delete")] == 1
-    assert "Deleted" in rw.event_reasons("loc-d")
+    _wait_event(rw, "loc-d", "Deleted")
 
     rw.delete("RunnerLocation", "loc-o")
     rw.wait_gone("RunnerLocation", "loc-o", timeout=30)
@@ -225,7 +233,7 @@ def test_delete_and_orphan(rw: RunWhenEnv) -> None:
     assert [r["value"] for r in remote["runners"] if r["name"] == "loc-o"] == [orphan_id]
     assert remote["enabledLocations"] == ["loc-o"]
     assert rw.emulator.requests()[rw.op("runner.delete")] == 1
-    assert "Orphaned" in rw.event_reasons("loc-o")
+    _wait_event(rw, "loc-o", "Orphaned")
     # The Workspace's own resync keeps the orphaned location: its spec does not own the list.
     time.sleep(3)
     assert _remote(rw, "ops")["enabledLocations"] == ["loc-o"]
