@@ -342,7 +342,7 @@ class WorkspaceReconciler(ManagedReconciler):
             by_alias=True,
             exclude_none=True,
             mode="json",
-            include={"display_name", "enabled_locations", "config_provided", "slx_groups"},
+            include=set(externals.WORKSPACE_BODY_FIELDS),
         )
         if "enabledLocations" in wire:
             # The spec owns the list; the locations of this Workspace's RunnerLocations stay in it.
@@ -461,7 +461,7 @@ class WorkflowReconciler(ChildReconciler):
     kind = context.KIND_WORKFLOW
     spec_model = workflow.WorkflowSpec
     dependents = kinds.dependents_of(context.KIND_WORKFLOW)
-    body_fields = frozenset({"definition"})
+    body_fields = externals.WORKFLOW_BODY_FIELDS
 
     child_kind = dialect.WORKFLOW
 
@@ -524,20 +524,6 @@ class WorkflowReconciler(ChildReconciler):
 class PersonaReconciler(ChildReconciler):
     kind = context.KIND_PERSONA
     spec_model = persona.PersonaSpec
-    body_fields = frozenset(
-        {
-            "full_name",
-            "description",
-            "avatar_url",
-            "filter_confidence_threshold",
-            "filter_issue_selection_strategy",
-            "filter_codebundle_task_tags",
-            "filter_stop_words",
-            "filter_scope",
-            "search_filters",
-            "run_confidence_threshold",
-            "run_config",
-        }
-    )
+    body_fields = externals.PERSONA_BODY_FIELDS
 
     child_kind = dialect.PERSONA

@@ -83,6 +83,26 @@ class WorkspaceDesired:
     body: Item = field(default_factory=dict)  # the fields the spec sets, canonical, without `name`
 
 
+#: The spec fields (model field names) a Workspace sends; the others are the operator's own settings.
+WORKSPACE_BODY_FIELDS = frozenset({"display_name", "enabled_locations", "config_provided", "slx_groups"})
+#: The spec fields besides the name a Workflow or Persona sends, written whole.
+WORKFLOW_BODY_FIELDS = frozenset({"definition"})
+PERSONA_BODY_FIELDS = frozenset(
+    {
+        "full_name",
+        "description",
+        "avatar_url",
+        "filter_confidence_threshold",
+        "filter_issue_selection_strategy",
+        "filter_codebundle_task_tags",
+        "filter_stop_words",
+        "filter_scope",
+        "search_filters",
+        "run_confidence_threshold",
+        "run_config",
+    }
+)
+
 WORKSPACE_SET_KEYS = frozenset({"enabledLocations"})
 WORKSPACE_EXACT_KEYS = frozenset({"configProvided", "slxGroups"})
 
