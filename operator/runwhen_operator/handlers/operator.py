@@ -278,7 +278,7 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings,
     settings.watching.client_timeout = 300
     settings.watching.reconnect_backoff = 1.0
     # At most this many objects' handlers at once (a first sync of 5,000 objects otherwise runs all
-    # of them together, waiting on the passes' semaphore: peak RSS 546.6 -> 390.3 MB with the
+    # of them together, waiting on the passes' semaphore: peak RSS 546.6 -> 386.2 MB with the
     # limit); a worker leaves soon after its last event, since it holds its place while it waits.
     settings.queueing.worker_limit = max(4 * config.workers, 16)
     settings.queueing.idle_timeout = 0.5
