@@ -84,10 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=int(env("RUNWHEN_WORKERS", "16")), help="concurrent reconciles"
     )
     run.add_argument(
-        "--poll-interval", default=env("RUNWHEN_POLL_INTERVAL", "5m"), help="default drift-check interval"
+        "--poll-interval",
+        type=_positive_duration,
+        default=env("RUNWHEN_POLL_INTERVAL", "5m"),
+        help="default drift-check interval",
     )
     run.add_argument(
         "--connection-check-interval",
+        type=_positive_duration,
         default=env("RUNWHEN_CONNECTION_CHECK_INTERVAL", "60s"),
         help="how often connections re-read their Secret",
     )
@@ -98,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--kube-timeout",
+        type=_positive_duration,
         default=env("RUNWHEN_KUBE_TIMEOUT", "30s"),
         help="deadline of each Kubernetes API call the operator makes besides Kopf's watches",
     )
@@ -458,8 +463,8 @@ def _run(args: argparse.Namespace) -> int:
 
     logs.configure(args.log_format, args.log_level)
     options = context.Options(
-        default_poll_interval=common.parse_duration(args.poll_interval),
-        connection_check_interval=common.parse_duration(args.connection_check_interval),
+        default_poll_interval=args.poll_interval,
+        connection_check_interval=args.connection_check_interval,
         create_grace=common.parse_duration(args.create_grace),
         pass_deadline=args.pass_deadline,
     )
@@ -477,7 +482,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.health_port
         else None,
         metrics=collector,
-        kube_timeout=common.parse_duration(args.kube_timeout),
+        kube_timeout=args.kube_timeout,
         client_options={
             "on_request": collector.on_request,
             "on_retry": collector.on_retry,

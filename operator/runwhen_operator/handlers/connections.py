@@ -165,15 +165,13 @@ class ConnectionReconciler:
         shown = ", ".join(sorted(users)[:5]) + (f" and {len(users) - 5} more" if len(users) > 5 else "")
         message = f"waiting for {len(users)} object(s) that use this connection to be deleted: {shown}"
         # Ready stays as the last check left it; Reconciling says why the object is still here.
-        conditions = context.set_condition(
-            context.drop_condition(
-                list((body.get("status") or {}).get("conditions") or []), common.CONDITION_STALLED
-            ),
-            common.CONDITION_RECONCILING,
-            "True",
+        conditions = context.progress(
+            list((body.get("status") or {}).get("conditions") or []),
+            "False",
             "InUse",
             message,
             body["metadata"].get("generation"),
+            stalled=False,
         )
         status: dict[str, Any] = {"conditions": conditions}
         await context.write_status(self.ctx, self.kind, self.plural, body, status, final=True)

@@ -97,6 +97,12 @@ class Context:
             return []
         return sorted({str(n) for n in index.get((namespace, workspace), ())})
 
+    def connection_refused(self, cid: connections.ConnectionId) -> None:
+        """RunWhen refused a request of an object using `cid` (401 after the client's renewal): the
+        connection checks its credentials again, woken once however many objects ask."""
+        if self.registry.request_recheck(cid):
+            self.slots.wake(*cid)
+
     def uptime(self) -> float:
         return time.monotonic() - self.started
 
@@ -179,6 +185,16 @@ STALLED_REASONS = engine.TERMINAL_REASONS | {
 
 #: Reasons of transient failures whose message is not rewritten while they last (see set_condition).
 STICKY_REASONS = frozenset({engine.REASON_API_ERROR})
+
+
+def same_complaint(old: Body | None, reason: str, message: str) -> bool:
+    """Whether the condition ``old`` already says this failure (its reason, and its message unless
+    the reason is sticky): then no new Warning event is posted."""
+    return (
+        old is not None
+        and old.get("reason") == reason
+        and (reason in STICKY_REASONS or old.get("message") == truncate(message))
+    )
 
 
 def drop_condition(conditions: list[Body], type_: str) -> list[Body]:

@@ -104,29 +104,38 @@ class ManagedReconciler:
             for dependent in self.ctx.dependents(kind, ref_field, namespace, name):
                 self.ctx.slots.wake(kind, namespace, dependent)
 
-    async def _pass(self, key: runtime.Key) -> runtime.Result:
-        ctx = self.ctx
-        found = ctx.latest(self.kind, key.namespace, key.name)
-        if found is None:
-            return runtime.Result()
-        body: Body = found
+    async def _begin(self, key: runtime.Key) -> tuple[Body, Any, float, str | None] | None:
+        """What every pass starts with: the newest body and its spec, or None when there is nothing
+        to do (gone, deleted without our finalizer, an invalid spec reported, paused); and the poll
+        interval with a complaint about its annotation, if any."""
+        body = self.ctx.latest(self.kind, key.namespace, key.name)
+        if body is None:
+            return None
         meta = body["metadata"]
-        status: Body = body.get("status") or {}
-        generation = meta.get("generation")
-        deleting = bool(meta.get("deletionTimestamp"))
-        finalizers = list(meta.get("finalizers") or [])
-        if deleting and common.FINALIZER not in finalizers:
-            return runtime.Result()
+        if meta.get("deletionTimestamp") and common.FINALIZER not in (meta.get("finalizers") or []):
+            return None
         try:
             spec: Any = self.spec_model.model_validate(body.get("spec") or {})
         except ValidationError as exc:
             message = f"invalid spec: {exc.errors()[0].get('msg', exc)}"
             await self._conditions_only(body, "False", engine.REASON_INVALID_SPEC, message)
-            return runtime.Result()
+            return None
         if context.is_paused(body):
             await self._paused(body)
+            return None
+        poll, poll_complaint = context.poll_interval(body, self.ctx.options.default_poll_interval)
+        return body, spec, poll, poll_complaint
+
+    async def _pass(self, key: runtime.Key) -> runtime.Result:
+        ctx = self.ctx
+        begun = await self._begin(key)
+        if begun is None:
             return runtime.Result()
-        poll, poll_complaint = context.poll_interval(body, ctx.options.default_poll_interval)
+        body, spec, poll, poll_complaint = begun
+        meta = body["metadata"]
+        status: Body = body.get("status") or {}
+        generation = meta.get("generation")
+        deleting = bool(meta.get("deletionTimestamp"))
         requested = (meta.get("annotations") or {}).get(common.ANNOTATION_RECONCILE_REQUESTED_AT)
         fresh = bool(requested) and requested != status.get("lastHandledReconcileAt")
         max_age = 0.0 if fresh or status.get("createPending") else poll / 2
@@ -182,7 +191,7 @@ class ManagedReconciler:
             return runtime.Result(after=0.5)
 
         if outcome.synced.reason == engine.REASON_UNAUTHORIZED:
-            self._connection_refused(body, spec)
+            self.ctx.connection_refused(context.connection_id(body, spec.connection_ref))
 
         extra: Body = {}
         if prepared is not None and not deleting and outcome.external_id is not None:
@@ -247,11 +256,6 @@ class ManagedReconciler:
             raise externals.Blocked(engine.REASON_CONNECTION_NOT_READY, f"{where} is not ready: {message}")
         raise NotYet(f"{where} is being checked")
 
-    def _connection_refused(self, body: Body, spec: Any) -> None:
-        cid = context.connection_id(body, spec.connection_ref)
-        if self.ctx.registry.request_recheck(cid):
-            self.ctx.slots.wake(cid[0], cid[1], cid[2])
-
     async def _record(self, body: Body, outcome: engine.Outcome, extra: Body, generation: int | None) -> Body:
         status: Body = body.get("status") or {}
         conditions = list(status.get("conditions") or [])
@@ -277,17 +281,9 @@ class ManagedReconciler:
             desired["lastSyncTime"] = context.now()
         updated = await context.write_status(self.ctx, self.kind, self.plural, body, desired, final=True)
         for event in outcome.events:
-            if event.type == "Warning":
-                old = old_conditions.get(common.CONDITION_SYNCED)
-                if (
-                    old is not None
-                    and old.get("reason") == event.reason
-                    and (
-                        event.reason in context.STICKY_REASONS
-                        or old.get("message") == context.truncate(event.message)
-                    )
-                ):
-                    continue  # the same complaint again: no new event
+            old = old_conditions.get(common.CONDITION_SYNCED)
+            if event.type == "Warning" and context.same_complaint(old, event.reason, event.message):
+                continue  # the same complaint again: no new event
             context.event(self.ctx, updated, event.type, event.reason, event.message)
         return updated
 
@@ -338,12 +334,7 @@ class WorkspaceReconciler(ManagedReconciler):
         return {"remoteName": outcome.external_id}
 
     async def prepare(self, body: Body, spec: Any, client: Any, max_age: float) -> Prepared:
-        wire = spec.model_dump(
-            by_alias=True,
-            exclude_none=True,
-            mode="json",
-            include=set(externals.WORKSPACE_BODY_FIELDS),
-        )
+        wire = externals.spec_body(spec, externals.WORKSPACE_BODY_FIELDS)
         if "enabledLocations" in wire:
             # The spec owns the list; the locations of this Workspace's RunnerLocations stay in it.
             listed = list(wire["enabledLocations"])
@@ -442,9 +433,7 @@ class ChildReconciler(ManagedReconciler):
         return f'{self.kind.lower()} "{self.remote_name(body, spec)}" in workspace "{parent}"'
 
     def desired_body(self, body: Body, spec: Any) -> Body:
-        wire: Body = spec.model_dump(
-            by_alias=True, exclude_none=True, mode="json", include=set(self.body_fields)
-        )
+        wire = externals.spec_body(spec, self.body_fields)
         return {"name": self.remote_name(body, spec), **wire}
 
     async def prepare(self, body: Body, spec: Any, client: Any, max_age: float) -> Prepared:

@@ -29,7 +29,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 
 from runwhen_operator.api import common, runnerlocation
 from runwhen_operator.handlers import context, kube, managed, runtime
@@ -80,26 +79,14 @@ class RunnerLocationReconciler(managed.ChildReconciler):
         return f'runner location "{self.remote_name(body, spec)}" of workspace "{parent}"'
 
     async def _pass(self, key: runtime.Key) -> runtime.Result:
-        ctx = self.ctx
-        found = ctx.latest(self.kind, key.namespace, key.name)
-        if found is None:
+        begun = await self._begin(key)
+        if begun is None:
             return runtime.Result()
-        body: Body = found
+        body, found_spec, poll, poll_complaint = begun
+        spec: runnerlocation.RunnerLocationSpec = found_spec
         meta = body["metadata"]
         status: Body = body.get("status") or {}
         deleting = bool(meta.get("deletionTimestamp"))
-        if deleting and common.FINALIZER not in (meta.get("finalizers") or []):
-            return runtime.Result()
-        try:
-            spec: runnerlocation.RunnerLocationSpec = self.spec_model.model_validate(body.get("spec") or {})
-        except ValidationError as exc:
-            message = f"invalid spec: {exc.errors()[0].get('msg', exc)}"
-            await self._conditions_only(body, "False", engine.REASON_INVALID_SPEC, message)
-            return runtime.Result()
-        if context.is_paused(body):
-            await self._paused(body)
-            return runtime.Result()
-        poll, poll_complaint = context.poll_interval(body, ctx.options.default_poll_interval)
         if poll_complaint:
             log.warning("%s: %s", key, poll_complaint)
         location = spec.remote_name(meta["name"])
@@ -172,7 +159,7 @@ class RunnerLocationReconciler(managed.ChildReconciler):
         except errors.RunWhenError as exc:
             failure = api_failure(exc, doing)
         if failure is not None and failure.reason == engine.REASON_UNAUTHORIZED:
-            self._connection_refused(body, spec)
+            self.ctx.connection_refused(context.connection_id(body, spec.connection_ref))
         if fresh and failure is None:
             extra["lastHandledReconcileAt"] = requested
         ready: engine.ConditionState | None = None
@@ -446,17 +433,10 @@ class RunnerLocationReconciler(managed.ChildReconciler):
                 context.event(self.ctx, updated, "Normal", REASON_RUNNER_ONLINE, ready.message)
             else:
                 context.event(self.ctx, updated, "Warning", ready.reason, ready.message)
-        old_synced = old.get(common.CONDITION_SYNCED) or {}
         if (
             failure is not None
             and failure.event
-            and (
-                old_synced.get("reason") != failure.reason
-                or (
-                    failure.reason not in context.STICKY_REASONS
-                    and old_synced.get("message") != context.truncate(failure.message)
-                )
-            )
+            and not context.same_complaint(old.get(common.CONDITION_SYNCED), failure.reason, failure.message)
         ):
             context.event(self.ctx, updated, "Warning", failure.reason, failure.message)
         return updated

@@ -123,7 +123,7 @@ class WorkflowRunReconciler:
         except errors.RunWhenError as exc:
             # The run's state is unknown, not failed: keep looking, with growing delays.
             if isinstance(exc, errors.AuthenticationError):
-                self._refused(cid)
+                self.ctx.connection_refused(cid)
             await self._write(body, {"message": f"cannot follow the run: {exc}"})
             return runtime.Result(error=True)
 
@@ -235,7 +235,7 @@ class WorkflowRunReconciler:
             return await self._ttl_latest(body)
         # Known not to have started (rate limited, credentials refused, never sent): try again later.
         if isinstance(exc, errors.AuthenticationError):
-            self._refused(cid)
+            self.ctx.connection_refused(cid)
         await self._write(
             body,
             {
@@ -379,11 +379,6 @@ class WorkflowRunReconciler:
         updated = _body(result)
         self.ctx.slots.remember(context.KIND_WORKFLOW_RUN, updated)
         return updated
-
-    def _refused(self, cid: connections.ConnectionId) -> None:
-        """RunWhen refused the connection's credentials: let the connection check them again."""
-        if self.ctx.registry.request_recheck(cid):
-            self.ctx.slots.wake(cid[0], cid[1], cid[2])
 
     def _latest(self, body: Body) -> Body:
         meta = body["metadata"]

@@ -399,9 +399,7 @@ def _reads_back(spec: Item, remote: Item, options: Options) -> bool:
 def _workspace_drift(spec: Item, remote: Item, options: Options) -> dict[str, Any]:
     """The fields the operator would PATCH, reading the spec as an API server gives it back."""
     parsed = workspace.WorkspaceSpec.model_validate(_through_kubernetes(spec))
-    wire = parsed.model_dump(
-        by_alias=True, exclude_none=True, mode="json", include=set(externals.WORKSPACE_BODY_FIELDS)
-    )
+    wire = externals.spec_body(parsed, externals.WORKSPACE_BODY_FIELDS)
     desired = options.workspace_body(wire)
     return diff.drifted_fields(desired, remote, externals.WORKSPACE_SET_KEYS, externals.WORKSPACE_EXACT_KEYS)
 
@@ -436,7 +434,7 @@ _PERSONA = _ChildKind(
 
 def _child_drift(kind: _ChildKind, spec: Item, remote_name: str, remote: Item) -> dict[str, Any]:
     parsed = kind.model.model_validate(_through_kubernetes(spec))
-    wire = parsed.model_dump(by_alias=True, exclude_none=True, mode="json", include=set(kind.fields))
+    wire = externals.spec_body(parsed, kind.fields)
     desired = {"name": remote_name, **wire}
     return diff.drifted_fields(desired, remote, kind.api_kind.set_keys, kind.api_kind.exact_keys)
 

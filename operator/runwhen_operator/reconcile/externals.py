@@ -83,6 +83,13 @@ class WorkspaceDesired:
     body: Item = field(default_factory=dict)  # the fields the spec sets, canonical, without `name`
 
 
+def spec_body(spec: Any, fields: frozenset[str]) -> Item:
+    """The part of a parsed spec the operator sends for a kind (its ``*_BODY_FIELDS``), as the API
+    names them: the one place a desired body is built, for the reconcilers and for ``export``."""
+    body: Item = spec.model_dump(by_alias=True, exclude_none=True, mode="json", include=set(fields))
+    return body
+
+
 #: The spec fields (model field names) a Workspace sends; the others are the operator's own settings.
 WORKSPACE_BODY_FIELDS = frozenset({"display_name", "enabled_locations", "config_provided", "slx_groups"})
 #: The spec fields besides the name a Workflow or Persona sends, written whole.
