@@ -72,7 +72,12 @@ RUN_SESSION = {
     "runRequests": [{"id": 1, "slxName": "demo--slx", "taskTitles": "a||b", "responseTime": None}],
 }
 
-MUST_PASS = {
+SYNC_TYPED = "/api/v4/workspaces/demo/workflows/sync-typed"
+#: the client left before its request arrived in full: no body, nobody answered
+LEFT_MID_BODY = {**exchange("POST", SYNC_TYPED, 0), "clientGone": True}
+
+MUST_PASS: dict[str, dict[str, Any]] = {
+    "a client that left mid-body": LEFT_MID_BODY,
     "workspace status": exchange("GET", "/api/v3/workspaces/demo/status", 200, WORKSPACE_STATUS),
     "the operator's dialect probe, redirected": exchange("GET", "/api/v3/workspaces/", 307, None),
     "token login": exchange(
@@ -194,6 +199,14 @@ MUST_PASS = {
 }
 
 MUST_FAIL = {
+    "a 500 to a request whose body never came: the required body is missing": (
+        exchange("POST", SYNC_TYPED, 500, {"detail": "Internal server error."}),
+        "request",
+    ),
+    "a client gone on an operation the document does not have": (
+        {**LEFT_MID_BODY, "path": "/api/v4/workspaces/demo/nothing"},
+        "operation",
+    ),
     "operator sends an unknown top-level key": (
         exchange(
             "POST",

@@ -24,7 +24,10 @@ document written by ``hack/extract-papi-contract.py``):
   dialect probe ``GET /api/v3/workspaces/`` (the documented API's slashed path), whose framework answer
   on a platform server is what tells the two apart (``DIALECT_PROBE``);
 - fault-injected responses (``fault`` not null) are counted and checked only for the error shape (a
-  dropped connection has no response to check).
+  dropped connection has no response to check);
+- a request whose client left before it arrived in full (``clientGone``: killed or giving up mid-body)
+  is counted and checked only for its operation: what it meant to send is unknown, and nobody was
+  answered.
 """
 
 from __future__ import annotations
@@ -136,6 +139,7 @@ class ContractReport:
     responses: int = 0  # responses validated (fault-injected ones included)
     faults: int = 0  # fault-injected exchanges (checked for the error shape only)
     documented: int = 0  # documented-dialect exchanges, counted and not checked
+    incomplete: int = 0  # requests whose client left before they arrived in full
     files: int = 0
     violations: list[Violation] = field(default_factory=list)
 
@@ -145,6 +149,7 @@ class ContractReport:
         self.responses += other.responses
         self.faults += other.faults
         self.documented += other.documented
+        self.incomplete += other.incomplete
         self.files += other.files
         self.violations.extend(other.violations)
 
@@ -329,6 +334,11 @@ class ContractValidator:
 
         operation = self.find(method, path)
         body = exchange.get("responseBody")
+        if exchange.get("clientGone"):
+            report.incomplete = 1
+            if operation is None and (method, path) != DIALECT_PROBE:
+                violation("operation", f"{method} {path} is not an operation of the document")
+            return report
         if fault is not None:
             report.faults = 1
             if status is not None and status > 0 and body is not None:

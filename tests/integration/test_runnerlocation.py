@@ -195,6 +195,9 @@ def test_delete_and_orphan(rw: RunWhenEnv) -> None:
     # The Workspace leaves its enabled locations alone: the RunnerLocations add theirs.
     rw.apply("Workspace", "ops", {"deletionPolicy": "Delete"})
     rw.apply("RunnerLocation", "loc-d", {"workspaceRef": {"name": "ops"}})
+    # loc-d owns the default Secrets before loc-o exists, so which one is refused does not depend
+    # on which of two fresh objects the operator happens to reconcile first.
+    rw.wait_condition("RunnerLocation", "loc-d", "Synced", timeout=60)
     other = {"runnerTokenSecretName": "o-token", "uploadInfoSecretName": "o-upload"}
     rw.apply("RunnerLocation", "loc-o", {"workspaceRef": {"name": "ops"}, "deletionPolicy": "Orphan"})
     # Two locations cannot share one pair of Secrets: the second is told so, and then given its own.

@@ -113,8 +113,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.write_line(line, red=True, bold=True)
     else:
         terminalreporter.write_line(line)
-    if report.faults or report.documented:
+    if report.faults or report.documented or report.incomplete:
         terminalreporter.write_line(
             f"contract: {report.faults} fault-injected responses checked for the error shape only, "
-            f"{report.documented} documented-dialect exchanges not checked"
+            f"{report.incomplete} requests whose client left mid-request checked for their operation "
+            f"only, {report.documented} documented-dialect exchanges not checked"
         )

@@ -88,7 +88,8 @@ async def record_middleware(request: web.Request, handler: Handler) -> web.Strea
             raw: bytes | None = await request.read()
         except Exception:  # the body could not be read (too large, connection gone): leave it out
             raw = None
-        dropped = bool(request.get("emulator.dropped"))
+        gone = bool(request.get("emulator.client_gone"))
+        dropped = gone or bool(request.get("emulator.dropped"))
         body = response.body if isinstance(response, web.Response) and not dropped else None
         recorder.record(
             {
@@ -104,6 +105,7 @@ async def record_middleware(request: web.Request, handler: Handler) -> web.Strea
                 else response.headers.get("Content-Type"),
                 "responseBody": text_or_none(body if isinstance(body, bytes) else None),
                 "fault": request.get("emulator.fault"),
+                "clientGone": gone,
             }
         )
 
@@ -122,7 +124,7 @@ async def count_middleware(request: web.Request, handler: Handler) -> web.Stream
         status = response.status
         return response
     finally:
-        if request.get("emulator.dropped"):
+        if request.get("emulator.dropped") or request.get("emulator.client_gone"):
             status = 0
         state.responses[f"{key} {status}"] += 1
 
@@ -150,6 +152,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return dialect_of(request).http_error(request, exc)
     except asyncio.CancelledError:
         raise
+    except ConnectionResetError:
+        # The client left before its request arrived in full (a client killed or giving up mid-body):
+        # nobody is there to answer, and what it meant to send is unknown.
+        request["emulator.client_gone"] = True
+        return detail_response(400, "The request did not arrive in full.")
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return detail_response(500, "Internal server error.")

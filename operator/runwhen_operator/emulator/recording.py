@@ -3,8 +3,9 @@
 Each process appends to ``DIR/exchanges-<pid>.jsonl`` and flushes every line, so a killed emulator
 leaves complete lines behind. A line holds ``dialect``, ``method``, ``path``, ``query``,
 ``requestContentType``, ``userAgent``, ``requestBody`` (text or null), ``status``,
-``responseContentType``, ``responseBody`` (text or null) and ``fault`` (null, ``"error"``,
-``"rateLimit"``, ``"failAfterCommit"`` or ``"dropped"``).
+``responseContentType``, ``responseBody`` (text or null), ``fault`` (null, ``"error"``,
+``"rateLimit"``, ``"failAfterCommit"`` or ``"dropped"``) and ``clientGone`` (the client's connection
+was lost before its request arrived in full: no body, status 0).
 """
 
 from __future__ import annotations

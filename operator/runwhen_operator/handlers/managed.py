@@ -107,13 +107,18 @@ class ManagedReconciler:
     async def _begin(self, key: runtime.Key) -> tuple[Body, Any, float, str | None] | None:
         """What every pass starts with: the newest body and its spec, or None when there is nothing
         to do (gone, deleted without our finalizer, an invalid spec reported, paused); and the poll
-        interval with a complaint about its annotation, if any."""
+        interval with a complaint about its annotation, if any. `NotYet` before Kopf's finalizer."""
         body = self.ctx.latest(self.kind, key.namespace, key.name)
         if body is None:
             return None
         meta = body["metadata"]
-        if meta.get("deletionTimestamp") and common.FINALIZER not in (meta.get("finalizers") or []):
-            return None
+        if common.FINALIZER not in (meta.get("finalizers") or []):
+            if meta.get("deletionTimestamp"):
+                return None  # deleted without our finalizer: nothing of ours to undo
+            # Kopf spawns the daemon before it adds its finalizer, and runs the create handler only
+            # after: a pass in between (the daemon woken by its parent or its connection) would
+            # create a remote object that a deletion before the finalizer lands leaves behind.
+            raise NotYet("Kopf has not added its finalizer yet")
         try:
             spec: Any = self.spec_model.model_validate(body.get("spec") or {})
         except ValidationError as exc:
@@ -128,7 +133,10 @@ class ManagedReconciler:
 
     async def _pass(self, key: runtime.Key) -> runtime.Result:
         ctx = self.ctx
-        begun = await self._begin(key)
+        try:
+            begun = await self._begin(key)
+        except NotYet:
+            return runtime.Result(after=1.0)
         if begun is None:
             return runtime.Result()
         body, spec, poll, poll_complaint = begun

@@ -79,7 +79,10 @@ class RunnerLocationReconciler(managed.ChildReconciler):
         return f'runner location "{self.remote_name(body, spec)}" of workspace "{parent}"'
 
     async def _pass(self, key: runtime.Key) -> runtime.Result:
-        begun = await self._begin(key)
+        try:
+            begun = await self._begin(key)
+        except managed.NotYet:
+            return runtime.Result(after=1.0)
         if begun is None:
             return runtime.Result()
         body, found_spec, poll, poll_complaint = begun

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ KEYS = {
     "responseContentType",
     "responseBody",
     "fault",
+    "clientGone",
 }
 
 
@@ -88,3 +91,37 @@ def test_documented_exchanges(emulator_factory: Callable[..., EmulatorProcess], 
     assert [(line["dialect"], line["method"], line["path"], line["status"]) for line in lines] == [
         ("documented", "POST", "/api/v3/workspaces/", 201)
     ]
+
+
+def test_a_client_that_leaves_mid_body(
+    emulator_factory: Callable[..., EmulatorProcess], tmp_path: Path
+) -> None:
+    """The request is recorded as what it was (incomplete, nobody answered), not as the server's 500
+    to a request without a body, and the emulator logs no error."""
+    emu = emulator_factory(api_token="t", extra_args=["--record-exchanges", str(tmp_path)])
+    httpx.post(f"{emu.url}/api/v3/workspaces", json={"name": "rec"}, headers={"Authorization": "Bearer t"})
+    host, port = emu.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(
+            b"POST /api/v4/workspaces/rec/workflows/sync-typed HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer t\r\nUser-Agent: runwhen-operator/test\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 500\r\n\r\n"
+            b'{"payload": {"na'
+        )
+        time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    lines: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not lines:
+        with contextlib.suppress(FileNotFoundError):
+            lines = [line for line in _lines(tmp_path, emu) if line["path"].endswith("/sync-typed")]
+        time.sleep(0.1)
+    assert len(lines) == 1
+    line = lines[0]
+    assert set(line) == KEYS
+    assert (line["clientGone"], line["status"], line["requestBody"], line["responseBody"]) == (
+        True,
+        0,
+        None,
+        None,
+    )
+    assert "unhandled error" not in emu.logs()
