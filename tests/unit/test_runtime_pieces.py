@@ -1,8 +1,9 @@
-"""Drift comparison, the listing cache, status patches and the work queue."""
+"""Drift comparison, the listing cache, status patches, the slots and the scheduler."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 
@@ -116,32 +117,6 @@ def test_set_condition_keeps_transition_time_unless_status_changes() -> None:
     assert first.endswith("Z")
 
 
-class _Stopped:
-    """What a Kopf daemon is given as `stopped`: falsy until the daemon is asked to exit."""
-
-    def __init__(self) -> None:
-        self._flag = asyncio.Event()
-        self.reason = None
-
-    def __bool__(self) -> bool:
-        return self._flag.is_set()
-
-    def stop(self) -> None:
-        self._flag.set()
-
-    async def wait(self) -> None:
-        await self._flag.wait()
-
-
-def _stop(runner: operator.Runner, stopped: _Stopped) -> None:
-    """What a deletion does: Kopf's stop flag, then the delete handler wakes the daemons."""
-    stopped.stop()
-    assert runner.ctx is not None
-    slot = runner.ctx.slots.get("K", "ns", "a")
-    if slot is not None:
-        slot.wake_all()
-
-
 def _runner(reconcile, backoff: runtime.Backoff | None = None) -> operator.Runner:  # type: ignore[no-untyped-def]
     runner = operator.Runner(operator.Config())
     runner.ctx = context.Context(
@@ -151,7 +126,26 @@ def _runner(reconcile, backoff: runtime.Backoff | None = None) -> operator.Runne
         listings=listing.ListingCache(),
     )
     runner.reconcilers[("K", "reconcile")] = reconcile
+    runner.scheduler = runtime.Scheduler(runner.ctx.slots, runner.scheduled)
     return runner
+
+
+@contextlib.asynccontextmanager
+async def _scheduling(runner: operator.Runner):  # type: ignore[no-untyped-def]
+    """The scheduler running, as Kopf's startup starts it; stopped at the end."""
+    assert runner.scheduler is not None
+    task = asyncio.create_task(runner.scheduler.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await runner.scheduler.stop()
+
+
+async def _event(runner: operator.Runner, body: dict[str, object], type_: str | None = None) -> None:
+    """What Kopf's on.event gives the runner: an object's newest body."""
+    await runner.observe("K", type_, body, {})  # type: ignore[arg-type]
 
 
 def _body(rv: str = "1", handled: bool = True) -> dict[str, object]:
@@ -159,7 +153,7 @@ def _body(rv: str = "1", handled: bool = True) -> dict[str, object]:
     return {"metadata": {"name": "a", "namespace": "ns", "resourceVersion": rv}, "status": status}
 
 
-async def test_a_handler_and_the_daemon_never_run_one_object_twice_at_once() -> None:
+async def test_a_handler_and_a_scheduled_pass_never_run_one_object_twice_at_once() -> None:
     running = 0
     overlaps = 0
     runs = 0
@@ -174,15 +168,16 @@ async def test_a_handler_and_the_daemon_never_run_one_object_twice_at_once() -> 
         return runtime.Result(after=0.005)
 
     runner = _runner(reconcile)
-    stopped = _Stopped()
-    daemon = asyncio.create_task(runner.daemon("K", "reconcile", _body(), stopped, {}))  # type: ignore[arg-type]
-    await asyncio.sleep(0.02)
-    await asyncio.gather(*(runner.changed("K", _body(), {}, {}) for _ in range(5)))  # type: ignore[arg-type]
-    await asyncio.sleep(0.05)
-    _stop(runner, stopped)
-    await asyncio.wait_for(daemon, 1)
+    async with _scheduling(runner):
+        await _event(runner, _body())
+        await asyncio.sleep(0.02)
+        await asyncio.gather(*(runner.changed("K", _body(), {}, {}) for _ in range(5)))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        await _event(runner, _body(), "DELETED")
     assert overlaps == 0
-    assert runs >= 7  # the five handled changes and the daemon's own passes, one after another
+    assert runs >= 7  # the five handled changes and the scheduled passes, one after another
+    assert runner.ctx is not None
+    assert runner.ctx.slots.get("K", "ns", "a") is None  # the slot goes with the object
 
 
 async def test_errors_back_off_and_success_schedules_nothing_more() -> None:
@@ -196,11 +191,9 @@ async def test_errors_back_off_and_success_schedules_nothing_more() -> None:
         return runtime.Result(after=None)
 
     runner = _runner(reconcile, backoff=runtime.Backoff(base=0.05, cap=0.2))
-    stopped = _Stopped()
-    daemon = asyncio.create_task(runner.daemon("K", "reconcile", _body(), stopped, {}))  # type: ignore[arg-type]
-    await asyncio.sleep(1.0)
-    _stop(runner, stopped)
-    await asyncio.wait_for(daemon, 1)
+    async with _scheduling(runner):
+        await _event(runner, _body())
+        await asyncio.sleep(1.0)
     assert len(times) == 4  # three failures retried, then success with no further pass
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[0] >= 0.02
@@ -216,19 +209,64 @@ async def test_a_new_object_waits_for_its_change_handler_and_a_wake_runs_a_pass_
         return runtime.Result(after=3600)
 
     runner = _runner(reconcile)
-    stopped = _Stopped()
-    daemon = asyncio.create_task(
-        runner.daemon("K", "reconcile", _body(handled=False), stopped, {})  # type: ignore[arg-type]
-    )
-    await asyncio.sleep(0.05)
-    assert runs == 0  # not handled yet: the daemon does not race the create handler
-    assert runner.ctx is not None
-    runner.ctx.slots.wake("K", "ns", "a")  # a parent turned Ready, a connection was fixed
-    await asyncio.sleep(0.05)
-    assert runs == 1
-    _stop(runner, stopped)
-    await asyncio.wait_for(daemon, 1)
-    assert runner.ctx.slots.get("K", "ns", "a") is None  # the slot goes with its daemon
+    async with _scheduling(runner):
+        await _event(runner, _body(handled=False))
+        await asyncio.sleep(0.05)
+        assert runs == 0  # not handled yet: no pass races the create handler
+        assert runner.ctx is not None
+        runner.ctx.slots.wake("K", "ns", "a")  # a parent turned Ready, a connection was fixed
+        await asyncio.sleep(0.05)
+        assert runs == 1
+        assert runner.scheduler is not None
+        assert len(runner.scheduler) == 1  # the next poll, an hour away, is all that is pending
+
+
+async def test_one_scheduler_serves_many_objects_each_at_its_own_interval() -> None:
+    """Each object's passes come at the interval its own pass asked for; a rescheduled object's
+    old entry is dropped, not run."""
+    runs: dict[str, int] = {}
+
+    async def reconcile(key: runtime.Key) -> runtime.Result:
+        runs[key.name] = runs.get(key.name, 0) + 1
+        return runtime.Result(after=0.1 if key.name == "fast" else 3600)
+
+    runner = _runner(reconcile)
+    async with _scheduling(runner):
+        for name in ("fast", "slow"):
+            await runner.observe("K", None, {**_body(), "metadata": {"name": name, "namespace": "ns"}}, {})  # type: ignore[arg-type]
+        await asyncio.sleep(0.55)
+        assert runner.ctx is not None
+        slow = runner.ctx.slots.get("K", "ns", "slow")
+        assert slow is not None
+        slow.schedule("reconcile", 0.05)
+        slow.schedule("reconcile", 3600)  # rescheduled before it came up: the 0.05 s entry is dropped
+        await asyncio.sleep(0.2)
+    assert 4 <= runs["fast"] <= 8
+    assert runs["slow"] == 1
+
+
+async def test_an_object_being_deleted_is_left_to_its_delete_handler() -> None:
+    runs = 0
+
+    async def reconcile(key: runtime.Key) -> runtime.Result:
+        nonlocal runs
+        runs += 1
+        return runtime.Result(after=0.01)
+
+    runner = _runner(reconcile)
+    async with _scheduling(runner):
+        await _event(runner, _body())
+        await asyncio.sleep(0.1)
+        before = runs
+        deleting = _body(rv="2")
+        deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"  # type: ignore[index]
+        deleting["metadata"]["finalizers"] = ["platform.runwhen.com/finalizer"]  # type: ignore[index]
+        await _event(runner, deleting)
+        await asyncio.sleep(0.1)
+        after = runs
+        await asyncio.sleep(0.1)
+    assert before >= 3
+    assert runs == after  # no scheduled pass once its deletion began (at most the one in flight)
 
 
 def test_slot_body_is_the_newest_and_the_provisional_until_kopf_applied_it() -> None:
@@ -248,12 +286,12 @@ def test_a_wake_during_a_pass_is_not_lost_to_what_the_pass_asks_for() -> None:
     slot = runtime.Slot(("K", "ns", "a"))
     started = time.monotonic()
     slot.wake()  # the parent turned Ready while the pass ran on what it had read before
-    slot.schedule("reconcile", None, notify=False, since=started)  # the pass: "only when woken"
+    slot.schedule("reconcile", None, since=started)  # the pass: "only when woken"
     due = slot.due["reconcile"]
     assert due is not None
     assert due <= time.monotonic()  # due at once
     later = time.monotonic()
-    slot.schedule("reconcile", None, notify=False, since=later)  # a pass begun after the wake
+    slot.schedule("reconcile", None, since=later)  # a pass begun after the wake
     assert slot.due["reconcile"] is None
     slot.schedule("reconcile", 30.0, since=later)
     assert slot.due["reconcile"] == pytest.approx(time.monotonic() + 30.0, abs=1.0)
@@ -275,32 +313,40 @@ def test_prune_drops_the_own_copies_once_kopf_shows_them() -> None:
     assert slot.body() == slot.live
 
 
-async def test_a_sleeping_daemon_drops_its_copy_of_the_body_without_waiting_for_its_poll() -> None:
-    slot = runtime.Slot(("K", "ns", "a"))
-    slot.live = {"metadata": {"resourceVersion": "10"}}
-    slot.written = {"metadata": {"resourceVersion": "11"}}
-    slot.due["reconcile"] = time.monotonic() + 3600  # next poll in an hour
+async def test_kopfs_next_event_drops_the_own_copy_of_the_body() -> None:
+    """The operator's own copy of a body goes with the watch event that shows it, whenever the
+    object's next pass is."""
 
-    class Never:
-        def __bool__(self) -> bool:
-            return False
+    async def reconcile(key: runtime.Key) -> runtime.Result:
+        return runtime.Result(after=3600)
 
-    sleeper = asyncio.create_task(operator.Runner._sleep(slot, "reconcile", Never()))  # type: ignore[arg-type]
-    await asyncio.sleep(0.05)
-    slot.live = {"metadata": {"resourceVersion": "11"}}  # Kopf's watch event of that write
-    for _ in range(60):
-        if slot.written is None:
-            break
-        await asyncio.sleep(0.05)
-    assert slot.written is None, "dropped about PRUNE_AFTER after Kopf showed it, not at the poll"
-    assert not sleeper.done()  # and still asleep until its poll
-    sleeper.cancel()
+    runner = _runner(reconcile)
+    await _event(runner, _body(rv="10"))
+    assert runner.ctx is not None
+    slot = runner.ctx.slots.get("K", "ns", "a")
+    assert slot is not None
+    slot.written = {"metadata": {"name": "a", "namespace": "ns", "resourceVersion": "11"}}
+    await _event(
+        runner,
+        {
+            **_body(rv="11"),
+            "metadata": {
+                "name": "a",
+                "namespace": "ns",
+                "resourceVersion": "11",
+                "managedFields": [{"manager": "x"}],
+            },
+        },
+    )
+    assert slot.written is None
+    assert slot.live is not None
+    assert "managedFields" not in slot.live["metadata"]  # the slot keeps no managedFields
 
 
 @pytest.mark.parametrize(
     ("deleting", "result", "raises", "due_in"),
     [
-        # a handled change: the daemon's next pass is when the pass asked for
+        # a handled change: the next scheduled pass is when the pass asked for
         (False, runtime.Result(after=5.0), None, 5.0),
         (False, runtime.Result(after=None), None, None),
         # deletion done: the handler returns and Kopf removes its finalizer
@@ -320,7 +366,6 @@ async def test_change_handler_outcomes(deleting, result, raises, due_in) -> None
     body = _body()
     if deleting:
         body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"  # type: ignore[index]
-    runner.ctx.slots.open("K", "ns", "a").daemons = 1  # its daemon is running: the slot stays
     started = time.monotonic()
     if raises is None:
         await runner.changed("K", body, {}, {})  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Kopf wiring: every kind's handlers, daemons and indices; the reconcilers do the work.
+"""Kopf wiring: every kind's handlers and indices; the reconcilers do the work.
 
 Per managed kind (Workspace, Workflow, Persona, RunnerLocation) and per connection kind:
 
@@ -7,12 +7,15 @@ Per managed kind (Workspace, Workflow, Persona, RunnerLocation) and per connecti
   computes joins Kopf's own patch, so a handled change is one status write;
 - ``on.delete``: the deletion pass (delete or orphan the remote object); Kopf removes its finalizer
   when it succeeds and retries with ``TemporaryError`` while it cannot;
-- one ``daemon`` per object and job (``reconcile``; ``monitor`` for a Workspace's health): it sleeps
-  the object's own interval (the poll-interval annotation, the monitoring interval), the growing
-  delay after a transient error, or until woken by its parent or its connection, then runs a pass;
+- ``on.event``: the object's newest body goes into its slot (``runtime.Slot``); the first one
+  schedules what a restart needs (a handled object is checked at once);
+- one scheduler for all objects (``runtime.Scheduler``) runs each object's passes when they are
+  due: its own interval (the poll-interval annotation; the monitoring interval for a Workspace's
+  health), the growing delay after a transient error, or at once when woken by its parent or its
+  connection;
 - ``index``es: the dependents of a Workspace, a Workflow and a connection.
 
-A WorkflowRun has only its daemon: its spec is immutable and its passes follow a run.
+A WorkflowRun has no change handlers: its spec is immutable and its passes follow a run.
 """
 
 from __future__ import annotations
@@ -88,18 +91,22 @@ class Config:
 
 Reconciler = Callable[[runtime.Key], Any]
 
-#: A sleeping daemon whose slot still holds the operator's own copy of the body looks again this
-#: soon, to drop it once Kopf's live view has caught up.
-PRUNE_AFTER = 1.0
+#: The jobs of each kind: `reconcile` for all, and a Workspace's health `monitor`.
+JOBS: dict[str, tuple[str, ...]] = {context.KIND_WORKSPACE: ("reconcile", "monitor")}
+
+
+def jobs_of(kind: str) -> tuple[str, ...]:
+    return JOBS.get(kind, ("reconcile",))
 
 
 class Runner:
-    """Runs the passes of Kopf's handlers and daemons through the objects' slots."""
+    """Runs the passes of Kopf's handlers and of the scheduler through the objects' slots."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.ctx: context.Context | None = None
         self.reconcilers: dict[tuple[str, str], Any] = {}
+        self.scheduler: runtime.Scheduler | None = None
 
     def _ctx(self, kwargs: dict[str, Any]) -> context.Context:
         ctx = self.ctx
@@ -148,15 +155,9 @@ class Runner:
         key = runtime.Key(kind, meta.get("namespace") or "", meta["name"])
         slot = ctx.slots.open(*key.object)
         ctx.slots.remember(kind, _plain(body))
-        if meta.get("deletionTimestamp"):
-            slot.wake_all()  # its daemons were told to stop: they wake to see it
         started = time.monotonic()
-        try:
-            with context.in_handler(patch):
-                result = await self.run_pass(ctx, slot, key)
-        finally:
-            if not slot.daemons:
-                ctx.slots.close(slot)
+        with context.in_handler(patch):
+            result = await self.run_pass(ctx, slot, key)
         if meta.get("deletionTimestamp"):
             if result.finalized:
                 return  # done: Kopf removes its finalizer
@@ -167,77 +168,77 @@ class Runner:
             raise kopf.TemporaryError("the remote object is not deleted or orphaned yet", delay=delay)
         slot.schedule(key.job, ctx.slots.next_delay(slot, key.job, result), since=started)
 
-    # -- daemons -------------------------------------------------------------------------------
-    async def daemon(
-        self, kind: str, job: str, body: kopf.Body, stopped: kopf.DaemonStopped, kwargs: dict[str, Any]
+    # -- every event: the newest body ------------------------------------------------------------
+    async def observe(
+        self, kind: str, event_type: str | None, body: kopf.Body, kwargs: dict[str, Any]
     ) -> None:
+        """Kopf's ``on.event``: the slot keeps the newest body; the first one of an object schedules
+        its jobs; its deletion forgets what only lived for it; DELETED drops the slot."""
         ctx = self._ctx(kwargs)
         meta = body["metadata"]
-        key = runtime.Key(kind, meta.get("namespace") or "", meta["name"], job)
-        slot = ctx.slots.open(*key.object)
-        slot.live = body
-        slot.daemons += 1
-        if job not in slot.due:
-            slot.due[job] = self._first_due(kind, job, body)
-        try:
-            while not stopped:
-                await self._sleep(slot, job, stopped)
-                if stopped:
-                    break
-                await self._settle(slot)
-                started = time.monotonic()
-                result = await self.run_pass(ctx, slot, key)
-                slot.schedule(job, ctx.slots.next_delay(slot, job, result), notify=False, since=started)
-        finally:
-            slot.daemons -= 1
-            if not slot.daemons:
-                slot.live = None
+        namespace, name = meta.get("namespace") or "", meta["name"]
+        if event_type == "DELETED":
+            slot = ctx.slots.get(kind, namespace, name)
+            if slot is not None:
+                slot.gone = True
+                slot.live = slot.written = slot.provisional = None
+                await self._forget(kind, slot)
                 ctx.slots.close(slot)
-            if stopped.reason and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
-                # The object is being deleted: what only lived for it goes (a connection's client
-                # and its dependents learn it at once; a workspace's health series).
-                forget = getattr(self.reconcilers[(kind, job)], "forget", None)
-                if forget is not None:
-                    await forget(key)
+            return
+        slot = ctx.slots.open(kind, namespace, name)
+        slot.live = _plain(body)
+        slot.prune()
+        for job in jobs_of(kind):
+            if job not in slot.due:
+                due = self._first_due(kind, job, slot.live)
+                slot.due[job] = None
+                if due is not None:
+                    slot.schedule(job, due - time.monotonic())
+        if meta.get("deletionTimestamp"):
+            await self._forget(kind, slot)
 
-    def _first_due(self, kind: str, job: str, body: kopf.Body) -> float | None:
+    async def _forget(self, kind: str, slot: runtime.Slot) -> None:
+        """The object is being deleted: what only lived for it goes (a connection's client and its
+        dependents learn it at once; a workspace's health series)."""
+        if slot.forgotten:
+            return
+        slot.forgotten = True
+        key = runtime.Key(*slot.key)
+        for job in jobs_of(kind):
+            forget = getattr(self.reconcilers.get((kind, job)), "forget", None)
+            if forget is not None:
+                await forget(key.with_job(job))
+
+    def _first_due(self, kind: str, job: str, body: dict[str, Any]) -> float | None:
         """A handled object is checked at once (after a restart: reads, no writes); a new one waits
         for its change handler, which schedules what comes next."""
         if kind == context.KIND_WORKFLOW_RUN:
             return time.monotonic()
         if job == "monitor":  # a Ready Workspace (after a restart) at once; others once Ready
-            return time.monotonic() if managed.is_ready(dict(body)) else None
+            return time.monotonic() if managed.is_ready(body) else None
         handled = (body.get("status") or {}).get(common.STATUS_LAST_HANDLED)
         return time.monotonic() if handled else None
 
-    @staticmethod
-    async def _sleep(slot: runtime.Slot, job: str, stopped: kopf.DaemonStopped) -> None:
-        """Until the job is due, or woken. A sleeping daemon is its own task and a timer, nothing
-        more (5,000 objects sleep at once): a deletion wakes it (the delete handler), and at exit
-        Kopf cancels it after its cancellation timeout."""
-        event = slot.event(job)
-        loop = asyncio.get_running_loop()
-        while not stopped:
-            due = slot.due.get(job)
-            timeout = None if due is None else due - time.monotonic()
-            if timeout is not None and timeout <= 0:
-                return
-            event.clear()
-            if slot.holds_copies():
-                # The operator's own copies of the body go once Kopf's live view shows them: look
-                # again shortly rather than keep a second body per object through a long sleep.
-                timeout = PRUNE_AFTER if timeout is None else min(timeout, PRUNE_AFTER)
-            timer = loop.call_later(timeout, event.set) if timeout is not None else None
-            try:
-                await event.wait()
-            finally:
-                if timer is not None:
-                    timer.cancel()
-            slot.prune()
+    # -- the scheduler's passes ----------------------------------------------------------------
+    async def scheduled(self, slot: runtime.Slot, job: str) -> None:
+        """A pass the scheduler started: its object's own interval, a retry, or a wake."""
+        ctx = self.ctx
+        if ctx is None:
+            return
+        live = slot.live
+        if slot.gone or live is None:
+            return
+        if live["metadata"].get("deletionTimestamp") and live["metadata"].get("finalizers"):
+            return  # Kopf's delete handler owns the passes of an object being deleted
+        key = runtime.Key(*slot.key, job)
+        await self._settle(slot)
+        started = time.monotonic()
+        result = await self.run_pass(ctx, slot, key)
+        slot.schedule(job, ctx.slots.next_delay(slot, job, result), since=started)
 
     async def _settle(self, slot: runtime.Slot) -> None:
-        """Kopf's write-then-wait for the status a change handler left in Kopf's patch: the daemon's
-        next pass waits (bounded) until the live body shows it, so it never decides on the version
+        """Kopf's write-then-wait for the status a change handler left in Kopf's patch: a scheduled
+        pass waits (bounded) until the live body shows it, so it never decides on the version
         before it."""
         if slot.pending_rv is None:
             return
@@ -317,6 +318,8 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings,
         recs[(context.KIND_WORKFLOW_RUN, "reconcile")] = workflowrun.WorkflowRunReconciler(ctx)
         recs[(context.KIND_RUNNER_LOCATION, "reconcile")] = runnerlocation.RunnerLocationReconciler(ctx)
         runner.ctx = ctx
+        runner.scheduler = runtime.Scheduler(ctx.slots, runner.scheduled)
+        state["scheduler"] = asyncio.create_task(runner.scheduler.run(), name="scheduler")
         state["ctx"] = ctx
         if config.on_context is not None:
             config.on_context(ctx)
@@ -324,6 +327,13 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings,
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
+        scheduling: asyncio.Task[None] | None = state.pop("scheduler", None)
+        if scheduling is not None:
+            scheduling.cancel()
+            await asyncio.gather(scheduling, return_exceptions=True)
+        if runner.scheduler is not None:
+            await runner.scheduler.stop()
+            runner.scheduler = None
         ctx: context.Context | None = state.pop("ctx", None)
         runner.ctx = None
         if ctx is None:
@@ -334,8 +344,7 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings,
     for kind in (*CONNECTION_KINDS, *MANAGED_KINDS):
         _register_changes(registry, runner, kind)
     for kind in (*CONNECTION_KINDS, *MANAGED_KINDS, context.KIND_WORKFLOW_RUN):
-        _register_daemon(registry, runner, kind, "reconcile")
-    _register_daemon(registry, runner, context.KIND_WORKSPACE, "monitor")
+        _register_observer(registry, runner, kind)
     _register_indices(registry)
     return registry, settings, state
 
@@ -351,15 +360,13 @@ def _register_changes(registry: kopf.OperatorRegistry, runner: Runner, kind: str
     kopf.on.delete(*res, registry=registry, id="delete")(changed)
 
 
-def _register_daemon(registry: kopf.OperatorRegistry, runner: Runner, kind: str, job: str) -> None:
+def _register_observer(registry: kopf.OperatorRegistry, runner: Runner, kind: str) -> None:
     res = (common.GROUP, common.VERSION, plural(kind))
 
-    async def daemon(body: kopf.Body, stopped: kopf.DaemonStopped, **kwargs: Any) -> None:
-        await runner.daemon(kind, job, body, stopped, kwargs)
+    async def observe(body: kopf.Body, **kwargs: Any) -> None:
+        await runner.observe(kind, kwargs.get("type"), body, kwargs)
 
-    # A daemon that does not see `stopped` in time (asleep at exit, or of a kind without a delete
-    # handler to wake it) is cancelled after this many seconds.
-    kopf.daemon(*res, registry=registry, id=job, cancellation_timeout=1.0)(daemon)
+    kopf.on.event(*res, registry=registry, id="observe")(observe)
 
 
 def _register_indices(registry: kopf.OperatorRegistry) -> None:
