@@ -200,23 +200,28 @@ async def test_errors_back_off_and_success_schedules_nothing_more() -> None:
     assert gaps[2] >= 0.04
 
 
+class _Counting:
+    """A reconciler that counts its passes and asks for the next one after `after` seconds."""
+
+    def __init__(self, after: float | None) -> None:
+        self.after, self.runs = after, 0
+
+    async def __call__(self, key: runtime.Key) -> runtime.Result:
+        self.runs += 1
+        return runtime.Result(after=self.after)
+
+
 async def test_a_new_object_waits_for_its_change_handler_and_a_wake_runs_a_pass_at_once() -> None:
-    runs = 0
-
-    async def reconcile(key: runtime.Key) -> runtime.Result:
-        nonlocal runs
-        runs += 1
-        return runtime.Result(after=3600)
-
+    reconcile = _Counting(after=3600)
     runner = _runner(reconcile)
     async with _scheduling(runner):
         await _event(runner, _body(handled=False))
         await asyncio.sleep(0.05)
-        assert runs == 0  # not handled yet: no pass races the create handler
+        assert reconcile.runs == 0  # not handled yet: no pass races the create handler
         assert runner.ctx is not None
         runner.ctx.slots.wake("K", "ns", "a")  # a parent turned Ready, a connection was fixed
         await asyncio.sleep(0.05)
-        assert runs == 1
+        assert reconcile.runs == 1
         assert runner.scheduler is not None
         assert len(runner.scheduler) == 1  # the next poll, an hour away, is all that is pending
 
@@ -246,27 +251,21 @@ async def test_one_scheduler_serves_many_objects_each_at_its_own_interval() -> N
 
 
 async def test_an_object_being_deleted_is_left_to_its_delete_handler() -> None:
-    runs = 0
-
-    async def reconcile(key: runtime.Key) -> runtime.Result:
-        nonlocal runs
-        runs += 1
-        return runtime.Result(after=0.01)
-
+    reconcile = _Counting(after=0.01)
     runner = _runner(reconcile)
     async with _scheduling(runner):
         await _event(runner, _body())
         await asyncio.sleep(0.1)
-        before = runs
+        before = reconcile.runs
         deleting = _body(rv="2")
         deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"  # type: ignore[index]
         deleting["metadata"]["finalizers"] = ["platform.runwhen.com/finalizer"]  # type: ignore[index]
         await _event(runner, deleting)
         await asyncio.sleep(0.1)
-        after = runs
+        after = reconcile.runs
         await asyncio.sleep(0.1)
     assert before >= 3
-    assert runs == after  # no scheduled pass once its deletion began (at most the one in flight)
+    assert reconcile.runs == after  # no scheduled pass once its deletion began (at most the one in flight)
 
 
 def test_slot_body_is_the_newest_and_the_provisional_until_kopf_applied_it() -> None:
