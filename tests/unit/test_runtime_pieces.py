@@ -10,6 +10,7 @@ import time
 import kopf
 import pytest
 
+from runwhen_operator.api import common
 from runwhen_operator.handlers import context, operator, runtime
 from runwhen_operator.reconcile import diff, listing
 
@@ -380,3 +381,37 @@ async def test_change_handler_outcomes(deleting, result, raises, due_in) -> None
     else:
         assert due is not None
         assert abs(due - started - due_in) < 0.5
+
+
+async def test_an_object_kubernetes_deleted_past_its_finalizer_still_gets_its_deletion_pass() -> None:
+    """kube-apiserver can delete an object at once although a finalizer was being added
+    (kubernetes/kubernetes#77988): its DELETED event carries the finalizer and no deletionTimestamp.
+    The deletion pass runs on the newest body known, the status its create just left included; an
+    ordinary deletion (deletionTimestamp set) gets no second pass."""
+    seen: list[dict[str, object]] = []
+
+    async def reconcile(key: runtime.Key) -> runtime.Result:
+        assert runner.ctx is not None
+        body = runner.ctx.latest("K", "ns", "a")
+        assert body is not None
+        seen.append(body)
+        return runtime.Result(finalized=bool(body["metadata"].get("deletionTimestamp")))
+
+    runner = _runner(reconcile)
+    finalized = {"name": "a", "namespace": "ns", "resourceVersion": "2", "finalizers": [common.FINALIZER]}
+    await _event(runner, {"metadata": finalized, "status": {}})
+    assert runner.ctx is not None
+    slot = runner.ctx.slots.get("K", "ns", "a")
+    assert slot is not None
+    slot.pending_rv, slot.provisional = 2, {"metadata": finalized, "status": {"id": 7}}  # the create's
+    await _event(runner, {"metadata": finalized, "status": {}}, "DELETED")
+    assert len(seen) == 1
+    assert seen[0]["metadata"]["deletionTimestamp"]  # type: ignore[index]
+    assert seen[0]["status"] == {"id": 7}
+    assert runner.ctx.slots.get("K", "ns", "a") is None
+
+    seen.clear()
+    deleting = {**finalized, "deletionTimestamp": "2026-01-01T00:00:00Z"}
+    await _event(runner, {"metadata": finalized, "status": {}})
+    await _event(runner, {"metadata": deleting, "status": {}}, "DELETED")
+    assert seen == []  # its delete handler ran the pass before Kopf removed the finalizer

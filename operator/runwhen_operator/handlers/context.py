@@ -274,13 +274,18 @@ async def write_status(
         return merged
     if not patch:
         return body
-    updated = await ctx.kube.patch_status(
-        plural,
-        meta.get("namespace") or "",
-        meta["name"],
-        patch,
-        resource_version=meta.get("resourceVersion") if guard else None,
-    )
+    try:
+        updated = await ctx.kube.patch_status(
+            plural,
+            meta.get("namespace") or "",
+            meta["name"],
+            patch,
+            resource_version=meta.get("resourceVersion") if guard else None,
+        )
+    except kube.Gone:
+        if guard:
+            raise  # what it guards (a create) must not go on for an object that is gone
+        return body  # the object is gone: there is nothing left to record the status on
     ctx.slots.remember(kind, updated)
     return updated
 

@@ -46,6 +46,7 @@ from runwhen_operator.handlers import (
 )
 from runwhen_operator.reconcile import connections as registry_mod
 from runwhen_operator.reconcile import listing
+from runwhen_operator.reconcile import status as status_recorder
 
 log = logging.getLogger("runwhen_operator")
 
@@ -180,6 +181,8 @@ class Runner:
         if event_type == "DELETED":
             slot = ctx.slots.get(kind, namespace, name)
             if slot is not None:
+                if common.FINALIZER in (meta.get("finalizers") or []) and not meta.get("deletionTimestamp"):
+                    await self._deleted_past_the_finalizer(ctx, kind, slot)
                 slot.gone = True
                 slot.live = slot.written = slot.provisional = None
                 await self._forget(kind, slot)
@@ -196,6 +199,30 @@ class Runner:
                     slot.schedule(job, due - time.monotonic())
         if meta.get("deletionTimestamp"):
             await self._forget(kind, slot)
+
+    async def _deleted_past_the_finalizer(self, ctx: context.Context, kind: str, slot: runtime.Slot) -> None:
+        """Kubernetes deleted the object at once although our finalizer was on it: a deletion that
+        raced with the finalizer being added (kube-apiserver, kubernetes/kubernetes#77988; seen in a
+        full suite run: a Workflow created and deleted at once vanished while its create handler
+        ran, and its remote workflow stayed). The deletion pass runs now on the newest body known
+        (with the identity the create just recorded), as its deletionPolicy says."""
+        newest = slot.body()
+        if newest is None:
+            return
+        meta = dict(newest["metadata"])
+        meta["deletionTimestamp"] = status_recorder.now()
+        slot.live = {**newest, "metadata": meta}
+        slot.written = slot.provisional = None
+        slot.pending_rv = None
+        key = runtime.Key(kind, *slot.key[1:])
+        log.warning(
+            "%s was deleted without the operator's deletion pass (Kubernetes removed it with its "
+            "finalizer on); running that pass now",
+            key,
+        )
+        result = await self.run_pass(ctx, slot, key)
+        if not result.finalized:
+            log.warning("%s: the deletion pass after its removal did not finish: %s", key, result)
 
     async def _forget(self, kind: str, slot: runtime.Slot) -> None:
         """The object is being deleted: what only lived for it goes (a connection's client and its
