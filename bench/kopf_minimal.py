@@ -2,8 +2,9 @@
 
     python -m bench.kopf_minimal KUBECONFIG NAMESPACE [--no-daemons]
 
-Same kinds, same Kopf settings as the operator (its finalizer, diff base in status, progress
-annotations, worker limit and idle timeout, Events through Kopf), the same indices of dependents, a
+Same kinds, the operator's own Kopf settings (`handlers.operator.settings_for`: its finalizer, diff
+base in status, progress annotations, worker limit and idle timeout, Events through Kopf), the
+same indices of dependents, a
 `reconcile` daemon per object and a `monitor` daemon per Workspace that only sleep, and a create
 handler that writes the Ready condition into Kopf's own status patch and posts a `Created` Event,
 so a created object costs what it costs the operator in Kubernetes writes (the finalizer, one status
@@ -20,24 +21,15 @@ from typing import Any
 import kopf
 from kubernetes.config import kube_config
 
+from runwhen_operator.handlers import operator
+
 GROUP, VERSION = "platform.runwhen.com", "v1alpha1"
 PLURALS = ("workspaces", "workflows", "personas")
-FINALIZER = f"{GROUP}/finalizer"
 
 
 def build(daemons: bool) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings]:
     registry = kopf.OperatorRegistry()
-    settings = kopf.OperatorSettings()
-    settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=f"kopf.{GROUP}")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
-        field="status.lastHandledConfiguration"
-    )
-    settings.posting.enabled = True
-    settings.posting.loggers = False
-    settings.queueing.worker_limit = 64
-    settings.queueing.idle_timeout = 0.5
-    settings.peering.standalone = True
+    settings = operator.settings_for(operator.Config())  # the operator's own
 
     for plural in PLURALS:
 

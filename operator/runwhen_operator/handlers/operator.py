@@ -92,13 +92,6 @@ class Config:
 
 Reconciler = Callable[[runtime.Key], Any]
 
-#: The jobs of each kind: `reconcile` for all, and a Workspace's health `monitor`.
-JOBS: dict[str, tuple[str, ...]] = {context.KIND_WORKSPACE: ("reconcile", "monitor")}
-
-
-def jobs_of(kind: str) -> tuple[str, ...]:
-    return JOBS.get(kind, ("reconcile",))
-
 
 class Runner:
     """Runs the passes of Kopf's handlers and of the scheduler through the objects' slots."""
@@ -108,6 +101,10 @@ class Runner:
         self.ctx: context.Context | None = None
         self.reconcilers: dict[tuple[str, str], Any] = {}
         self.scheduler: runtime.Scheduler | None = None
+
+    def jobs(self, kind: str) -> list[str]:
+        """The jobs of a kind (`reconcile`; `monitor` too for a Workspace): its reconcilers'."""
+        return [job for k, job in self.reconcilers if k == kind]
 
     def _ctx(self, kwargs: dict[str, Any]) -> context.Context:
         ctx = self.ctx
@@ -191,12 +188,9 @@ class Runner:
         slot = ctx.slots.open(kind, namespace, name)
         slot.live = _plain(body)
         slot.prune()
-        for job in jobs_of(kind):
+        for job in self.jobs(kind):
             if job not in slot.due:
-                due = self._first_due(kind, job, slot.live)
-                slot.due[job] = None
-                if due is not None:
-                    slot.schedule(job, due - time.monotonic())
+                slot.schedule(job, 0.0 if self._check_at_once(kind, job, slot.live) else None)
         if meta.get("deletionTimestamp"):
             await self._forget(kind, slot)
 
@@ -231,20 +225,20 @@ class Runner:
             return
         slot.forgotten = True
         key = runtime.Key(*slot.key)
-        for job in jobs_of(kind):
+        for job in self.jobs(kind):
             forget = getattr(self.reconcilers.get((kind, job)), "forget", None)
             if forget is not None:
                 await forget(key.with_job(job))
 
-    def _first_due(self, kind: str, job: str, body: dict[str, Any]) -> float | None:
+    @staticmethod
+    def _check_at_once(kind: str, job: str, body: dict[str, Any]) -> bool:
         """A handled object is checked at once (after a restart: reads, no writes); a new one waits
         for its change handler, which schedules what comes next."""
         if kind == context.KIND_WORKFLOW_RUN:
-            return time.monotonic()
+            return True
         if job == "monitor":  # a Ready Workspace (after a restart) at once; others once Ready
-            return time.monotonic() if managed.is_ready(body) else None
-        handled = (body.get("status") or {}).get(common.STATUS_LAST_HANDLED)
-        return time.monotonic() if handled else None
+            return managed.is_ready(body)
+        return bool((body.get("status") or {}).get(common.STATUS_LAST_HANDLED))
 
     # -- the scheduler's passes ----------------------------------------------------------------
     async def scheduled(self, slot: runtime.Slot, job: str) -> None:
@@ -287,8 +281,8 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
     return raw
 
 
-def build(config: Config) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings, dict[str, Any]]:
-    registry = kopf.OperatorRegistry()
+def settings_for(config: Config) -> kopf.OperatorSettings:
+    """Kopf's settings of the operator (also what bench/kopf_floor.py measures Kopf alone with)."""
     settings = kopf.OperatorSettings()
     settings.persistence.finalizer = common.FINALIZER
     # Progress (only while a handler retries, e.g. a deletion RunWhen refuses for now) lives under a
@@ -312,6 +306,13 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings,
     settings.queueing.idle_timeout = 0.5
     settings.peering.standalone = True  # one active replica: the Lease (handlers/leader.py)
     settings.networking.request_timeout = 60
+
+    return settings
+
+
+def build(config: Config) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings, dict[str, Any]]:
+    registry = kopf.OperatorRegistry()
+    settings = settings_for(config)
 
     runner = Runner(config)
     state: dict[str, Any] = {"runner": runner}
