@@ -113,7 +113,9 @@ def run(argv: list[str] | None = None) -> int:
                     if found.get("steady") is not None:
                         kept["steady"] = found["steady"]
                 else:
-                    kept[name] = module.main(dialect)
+                    found = module.main(dialect)
+                    if found is not None:  # (None: this bench does not depend on the dialect)
+                        kept[name] = found
             kept["finished"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
             kept["load_average_after"] = machine()["load_average"]
             OUT.mkdir(parents=True, exist_ok=True)

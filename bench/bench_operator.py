@@ -341,6 +341,13 @@ def sync_run(
                 "runwhen_requests_by_template": dict(counts.most_common()),
                 "kube_status_and_metadata_writes": modified,
                 "kube_events": dict(events),
+                # Finalizer and status writes per object of each kind (the Events come beside them).
+                "kube_status_and_metadata_writes_per_object_by_kind": {
+                    kind: round(modified.get(kind, 0) / added, 2)
+                    for kind, added in sorted(watcher.added.items())
+                    if added
+                },
+                "kube_events_per_object": round(sum(events.values()) / plan.total, 2),
                 "kube_writes_per_object": round(
                     (sum(modified.values()) + sum(events.values())) / plan.total, 2
                 ),

@@ -1,13 +1,16 @@
 """What Kopf alone costs for the operator's objects: the floor under the operator's own numbers.
 
-    .venv/bin/python -m bench.kopf_floor --sizes 1000,5000
+    .venv/bin/python -m bench.kopf_floor --sizes 1000,5000 --shapes observer,daemons,bare
 
 For each N, on a fresh control plane: the direct script against the emulator (as in the operator
-bench), then `bench/kopf_minimal.py` (Kopf with the operator's kinds, settings, indices and daemons,
-doing nothing but its status write and Event per object) with the same plan of objects created the
-same way; then the same without its daemons. Prints the time until every object is Ready, objects/s
-and the ratio to the direct script, Kubernetes writes per object, and Kopf's peak RSS; the raw
-results go to bench/out/kopf_floor.json.
+bench), then `bench/kopf_minimal.py` (Kopf with the operator's kinds, settings and indices, doing
+nothing but its status write and Event per object) with the same plan of objects created the same
+way, once per shape (a fresh control plane each): ``observer`` is the operator's (an ``on.event``
+handler per kind), ``daemons`` its former one (a sleeping daemon per object and job), ``bare``
+neither. Prints the time until every object is Ready, objects/s and the ratio to the direct script,
+Kubernetes writes per object, and Kopf's peak RSS; the raw results go to bench/out/kopf_floor.json.
+`make bench` runs the ``observer`` shape at N = 1,000 and 5,000 (`bench/bench_kopf_floor.py`), so
+the benchmarks page shows the floor beside the operator's numbers of the same run.
 """
 
 from __future__ import annotations
@@ -39,12 +42,11 @@ from bench.harness import (
 WORKERS, RATE, BURST = 16, 200.0, 400
 
 
-def _floor_run(stack: Stack, plan: Plan, *, daemons: bool, label: str) -> dict[str, Any]:
+def _floor_run(stack: Stack, plan: Plan, *, shape: str, label: str) -> dict[str, Any]:
     assert stack.api is not None
     log_path = OUT / f"kopf-minimal-{label}.log"
     argv = [sys.executable, "-m", "bench.kopf_minimal", str(stack.plane.kubeconfig), NAMESPACE]
-    if not daemons:
-        argv.append("--no-daemons")
+    argv += ["--shape", shape]
     with log_path.open("ab") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
@@ -79,7 +81,7 @@ def _floor_run(stack: Stack, plan: Plan, *, daemons: bool, label: str) -> dict[s
             proc.kill()
     ready = watcher.ready_count()
     return {
-        "daemons": daemons,
+        "shape": shape,
         "complete": complete,
         "ready": ready,
         "seconds": round(seconds, 2),
@@ -91,13 +93,16 @@ def _floor_run(stack: Stack, plan: Plan, *, daemons: bool, label: str) -> dict[s
     }
 
 
-def run(n: int) -> dict[str, Any]:
+SHAPES = ("observer", "daemons", "bare")
+
+
+def run(n: int, shapes: tuple[str, ...] = ("observer",)) -> dict[str, Any]:
     plan = Plan(n)
-    result: dict[str, Any] = {"n": n, "objects": plan.total, "create_threads": CREATE_THREADS}
-    for daemons in (True, False):
-        label = f"n{n}-{'daemons' if daemons else 'no-daemons'}"
+    result: dict[str, Any] = {"n": n, "objects": plan.total, "create_threads": CREATE_THREADS, "shapes": {}}
+    for shape in shapes:
+        label = f"n{n}-{shape}"
         with Stack(f"kopf-floor-{label}") as stack:
-            if daemons:
+            if "direct" not in result:
                 result["direct"] = direct.run(
                     stack.emulator.url,
                     TOKEN,
@@ -108,26 +113,31 @@ def run(n: int) -> dict[str, Any]:
                     rate=RATE,
                     burst=BURST,
                 )
-            floor = _floor_run(stack, plan, daemons=daemons, label=label)
+            floor = _floor_run(stack, plan, shape=shape, label=label)
         floor["ratio"] = round(floor["objects_per_second"] / result["direct"]["objects_per_second"], 3)
-        result["with_daemons" if daemons else "without_daemons"] = floor
-        log(f"Kopf floor N={n} ({'daemons' if daemons else 'no daemons'}): {floor}")
+        result["shapes"][shape] = floor
+        log(f"Kopf floor N={n} ({shape}): {floor}")
     return result
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.kopf_floor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,5000")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="of: %(default)s")
     args = parser.parse_args(argv)
-    results = {"machine": machine(), "runs": [run(int(n)) for n in args.sizes.split(",")]}
+    shapes = tuple(s for s in args.shapes.split(",") if s)
+    for shape in shapes:
+        if shape not in SHAPES:
+            parser.error(f"--shapes: {shape!r} is not one of {', '.join(SHAPES)}")
+    results = {"machine": machine(), "runs": [run(int(n), shapes) for n in args.sizes.split(",")]}
     path = OUT / "kopf_floor.json"
+    OUT.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(results, indent=2, default=str))
-    print(f"\n{'N':>6} {'daemons':>8} {'s':>7} {'obj/s':>7} {'ratio':>6} {'writes/obj':>10} {'peak MB':>8}")
+    print(f"\n{'N':>6} {'shape':>9} {'s':>7} {'obj/s':>7} {'ratio':>6} {'writes/obj':>10} {'peak MB':>8}")
     for r in results["runs"]:
-        for key in ("with_daemons", "without_daemons"):
-            f = r[key]
+        for shape, f in r["shapes"].items():
             print(
-                f"{r['objects']:>6} {f['daemons']!s:>8} {f['seconds']:>7} {f['objects_per_second']:>7} "
+                f"{r['objects']:>6} {shape:>9} {f['seconds']:>7} {f['objects_per_second']:>7} "
                 f"{f['ratio']:>6} {f['kube_writes_per_object']:>10} {f['peak_rss_mb']:>8}"
             )
     print(f"raw results: {path}")

@@ -1,14 +1,19 @@
 """The least a Kopf operator of the operator's shape does: the floor its measurements stand on.
 
-    python -m bench.kopf_minimal KUBECONFIG NAMESPACE [--no-daemons]
+    python -m bench.kopf_minimal KUBECONFIG NAMESPACE [--shape observer|daemons|bare]
 
 Same kinds, the operator's own Kopf settings (`handlers.operator.settings_for`: its finalizer, diff
 base in status, progress annotations, worker limit and idle timeout, Events through Kopf), the
-same indices of dependents, a
-`reconcile` daemon per object and a `monitor` daemon per Workspace that only sleep, and a create
-handler that writes the Ready condition into Kopf's own status patch and posts a `Created` Event,
-so a created object costs what it costs the operator in Kubernetes writes (the finalizer, one status
-write, the Event). Nothing talks to RunWhen, nothing is computed.
+same indices of dependents, and a create handler that writes the Ready condition into Kopf's own
+status patch and posts a `Created` Event, so a created object costs what it costs the operator in
+Kubernetes writes (the finalizer, one status write, the Event). Nothing talks to RunWhen, nothing
+is computed. The shape:
+
+- ``observer`` (the operator's): an ``on.event`` handler per kind that does nothing (the operator's
+  keeps the newest body for its scheduler);
+- ``daemons`` (the operator's former shape): a ``reconcile`` daemon per object and a ``monitor``
+  daemon per Workspace that only sleep;
+- ``bare``: neither.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from runwhen_operator.handlers import operator
 
 GROUP, VERSION = "platform.runwhen.com", "v1alpha1"
 PLURALS = ("workspaces", "workflows", "personas")
+SHAPES = ("observer", "daemons", "bare")
 
 
-def build(daemons: bool) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings]:
+def build(shape: str) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings]:
     registry = kopf.OperatorRegistry()
     settings = operator.settings_for(operator.Config())  # the operator's own
 
@@ -55,7 +61,13 @@ def build(daemons: bool) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings]:
         kopf.on.create(GROUP, VERSION, plural, registry=registry, id="create")(created)
         kopf.on.update(GROUP, VERSION, plural, registry=registry, id="update")(unchanged)
         kopf.on.delete(GROUP, VERSION, plural, registry=registry, id="delete")(unchanged)
-        if daemons:
+        if shape == "observer":
+
+            async def observed(**_: Any) -> None:
+                return None
+
+            kopf.on.event(GROUP, VERSION, plural, registry=registry, id="observe")(observed)
+        if shape == "daemons":
             jobs = ("reconcile", "monitor") if plural == "workspaces" else ("reconcile",)
             for job in jobs:
 
@@ -77,8 +89,10 @@ def build(daemons: bool) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings]:
 
 def main(argv: list[str]) -> None:
     kubeconfig, namespace = argv[0], argv[1]
-    daemons = "--no-daemons" not in argv
-    registry, settings = build(daemons)
+    shape = argv[argv.index("--shape") + 1] if "--shape" in argv else "observer"
+    if shape not in SHAPES:
+        raise SystemExit(f"--shape: one of {', '.join(SHAPES)}")
+    registry, settings = build(shape)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

@@ -415,3 +415,22 @@ async def test_an_object_kubernetes_deleted_past_its_finalizer_still_gets_its_de
     await _event(runner, {"metadata": finalized, "status": {}})
     await _event(runner, {"metadata": deleting, "status": {}}, "DELETED")
     assert seen == []  # its delete handler ran the pass before Kopf removed the finalizer
+
+
+def test_a_slot_keeps_the_live_body_as_compact_json_and_hands_out_copies() -> None:
+    slot = runtime.Slot(("K", "ns", "a"))
+    body = {
+        "metadata": {"name": "a", "resourceVersion": "10", "annotations": {"note": "ünïcode ✓"}},
+        "spec": {"items": [1, 2.5, None, True], "empty": {}},
+    }
+    slot.live = body
+    assert isinstance(slot.packed, bytes)
+    assert b", " not in slot.packed
+    assert b": " not in slot.packed
+    assert slot.live == body  # the same JSON back, unicode included
+    copy = slot.live
+    assert copy is not None
+    copy["spec"]["items"].append("changed")
+    assert slot.live == body  # a caller's change to its copy never reaches the slot
+    slot.live = None
+    assert (slot.packed, slot.live, slot.body()) == (None, None, None)

@@ -186,11 +186,12 @@ class Runner:
                 ctx.slots.close(slot)
             return
         slot = ctx.slots.open(kind, namespace, name)
-        slot.live = _plain(body)
+        live = _plain(body)
+        slot.live = live
         slot.prune()
         for job in self.jobs(kind):
             if job not in slot.due:
-                slot.schedule(job, 0.0 if self._check_at_once(kind, job, slot.live) else None)
+                slot.schedule(job, 0.0 if self._check_at_once(kind, job, live) else None)
         if meta.get("deletionTimestamp"):
             await self._forget(kind, slot)
 
