@@ -524,8 +524,13 @@ def restart_probe(stack: Stack, watcher: Watcher, plan: Plan) -> dict[str, Any]:
             break
     _quiet(watcher, 10.0, 60.0)
     counts = stack.emulator.requests()
+    # The restarted operator's passes (a start that runs none looks like a perfect restart: nothing
+    # written, nothing read; Kopf's worker limit with indices once did exactly that).
+    reconciles = _reconciles(stack.operator.metrics())
     out = {
         "seconds_observed": round(time.time() - started, 1),
+        "passes": sum(reconciles.values()),
+        "objects": plan.total,
         "kube_writes": watcher.modified_total() - modified0,
         "kube_events": sum(count_events(stack.api).values()) - events0,
         "max_objects_not_ready": not_ready_seen,

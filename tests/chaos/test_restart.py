@@ -66,3 +66,35 @@ def test_restart_writes_nothing_and_keeps_ready(rw: RunWhenEnv) -> None:
     time.sleep(3)
     assert _snapshot(rw) == before
     assert {n: rw.condition("Persona", n)["lastTransitionTime"] for n in before["Persona"]} == ready_since
+
+
+def test_a_restart_with_more_objects_than_workers_runs_every_objects_pass(rw: RunWhenEnv) -> None:
+    """Kopf's workers of a start's first listing each wait until every object is indexed; with a
+    limit on Kopf's workers below the number of objects, none of them ever ran (nolar/kopf#1243:
+    110 objects, a limit of 64, no handler in 50 s). After the restart every object gets its pass,
+    and a drift made while the operator was down is corrected."""
+    n = 40
+    proc = rw.start_operator("--workers", "2")  # (the former limit: max(4 x workers, 16) = 16)
+    rw.apply("Workspace", "many", {"deletionPolicy": "Delete"})
+    rw.wait_condition("Workspace", "many")
+    for i in range(n):
+        rw.apply("Persona", f"p-{i}", {"workspaceRef": {"name": "many"}, "fullName": f"P {i}"})
+    for i in range(n):
+        rw.wait_condition("Persona", f"p-{i}")
+    before = _snapshot(rw)
+
+    proc.kill()
+    rw.third_party.put_child("persona", "many", "p-7", {"fullName": "changed behind the operator"})
+
+    def full_name() -> object:
+        return next(p.get("fullName") for p in rw.remote("personas", "many") if p["name"] == "p-7")
+
+    assert full_name() == "changed behind the operator"
+    proc.start()
+    proc.wait_healthy()
+    wait_for(
+        lambda: all(_reconciled(proc, kind) >= len(before[kind]) for kind in ("Workspace", "Persona")),
+        30,
+        "a pass of every object after the restart",
+    )
+    wait_for(lambda: full_name() == "P 7", 30, "the drift made while the operator was down corrected")

@@ -300,10 +300,11 @@ def settings_for(config: Config) -> kopf.OperatorSettings:
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
     settings.watching.reconnect_backoff = 1.0
-    # At most this many objects' handlers at once (a first sync of 5,000 objects otherwise runs all
-    # of them together, waiting on the passes' semaphore: peak RSS 546.6 -> 386.2 MB with the
-    # limit); a worker leaves soon after its last event, since it holds its place while it waits.
-    settings.queueing.worker_limit = max(4 * config.workers, 16)
+    # No limit on Kopf's workers: with indices, Kopf's worker of every object of the first listing
+    # waits (holding its place) until all of them are indexed, so a limit below the number of
+    # objects deadlocks every start after the first (measured: 110 objects and a limit of 64, no
+    # handler ran in 50 s; tests/chaos/test_restart.py). A worker leaves soon after its last event.
+    settings.queueing.worker_limit = None
     settings.queueing.idle_timeout = 0.5
     settings.peering.standalone = True  # one active replica: the Lease (handlers/leader.py)
     settings.networking.request_timeout = 60
