@@ -21,6 +21,18 @@ def _positive_duration(value: str) -> float:
     return seconds
 
 
+def _duration_or_zero(value: str) -> float:
+    from runwhen_operator.api import common
+
+    try:
+        seconds = common.parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not 0 <= seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a duration of 0 or more, such as 0s or 5s")
+    return seconds
+
+
 def _positive_int(value: str) -> int:
     try:
         number = int(value.strip())
@@ -111,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_duration,
         default=env("RUNWHEN_PASS_DEADLINE", "5m"),
         help="one reconcile pass (all of its RunWhen requests) ends within this",
+    )
+    run.add_argument(
+        "--parent-wait",
+        type=_duration_or_zero,
+        default=env("RUNWHEN_PARENT_WAIT", "5s"),
+        help="a new Workflow or Persona waits this long for its Workspace's first verdict before its first"
+        " pass (0: not at all)",
     )
     run.add_argument(
         "--request-deadline",
@@ -467,6 +486,7 @@ def _run(args: argparse.Namespace) -> int:
         connection_check_interval=args.connection_check_interval,
         create_grace=common.parse_duration(args.create_grace),
         pass_deadline=args.pass_deadline,
+        parent_wait=args.parent_wait,
     )
     collector = metrics.PrometheusMetrics()
     if args.metrics_port:

