@@ -348,6 +348,7 @@ def sync_run(
                     if added
                 },
                 "kube_events_per_object": round(sum(events.values()) / plan.total, 2),
+                "kube_status_and_metadata_writes_by_ready_reason": dict(watcher.modified_by_reason),
                 "kube_writes_per_object": round(
                     (sum(modified.values()) + sum(events.values())) / plan.total, 2
                 ),

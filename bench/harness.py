@@ -352,6 +352,8 @@ class Watcher:
     first_ready: dict[tuple[str, str], float] = field(default_factory=dict)
     ready_now: set[tuple[str, str]] = field(default_factory=set)
     modified: Counter[str] = field(default_factory=Counter)
+    #: MODIFIED events by kind and the Ready reason they carry ("-": none yet, as after the finalizer)
+    modified_by_reason: Counter[str] = field(default_factory=Counter)
     added: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
 
@@ -420,6 +422,9 @@ class Watcher:
                 self.added[kind] += 1
             elif type_ == "MODIFIED":
                 self.modified[kind] += 1
+                conditions = (obj.get("status") or {}).get("conditions") or []
+                reason = next((c.get("reason") for c in conditions if c.get("type") == "Ready"), "-")
+                self.modified_by_reason[f"{kind} {reason}"] += 1
             if type_ != "DELETED" and ready(obj):
                 self.first_ready.setdefault(key, now)
                 self.ready_now.add(key)
