@@ -9,28 +9,26 @@ import sys
 from typing import Any
 
 
-def _positive_duration(value: str) -> float:
+def _duration(value: str, *, zero: bool) -> float:
     from runwhen_operator.api import common
 
     try:
         seconds = common.parse_duration(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    if not 0 < seconds < math.inf:
+    if zero and not 0 <= seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a duration of 0 or more, such as 0s or 5s")
+    if not zero and not 0 < seconds < math.inf:
         raise argparse.ArgumentTypeError(f"{value!r} must be a duration greater than 0, such as 60s or 5m")
     return seconds
 
 
-def _duration_or_zero(value: str) -> float:
-    from runwhen_operator.api import common
+def _positive_duration(value: str) -> float:
+    return _duration(value, zero=False)
 
-    try:
-        seconds = common.parse_duration(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if not 0 <= seconds < math.inf:
-        raise argparse.ArgumentTypeError(f"{value!r} must be a duration of 0 or more, such as 0s or 5s")
-    return seconds
+
+def _duration_or_zero(value: str) -> float:
+    return _duration(value, zero=True)
 
 
 def _positive_int(value: str) -> int:

@@ -178,8 +178,9 @@ class Runner:
         """A new Workflow or Persona whose Workspace has no verdict yet (applied together, the
         Workspace's first pass still running) waits for it, at most ``--parent-wait``, before its
         first pass: its status is then written once (Ready), not twice (WaitingForWorkspace, then
-        Ready). Measured in the bench: 10 % of the children of a first sync of 1,000 had that second
-        pass and 4 % a second write. Holds neither the object's slot nor a place among the passes."""
+        Ready). Before this wait, 10 % of the children of the bench's first sync of 1,000 had that
+        second pass and 4 % a second write. Holds neither the object's slot nor a place among the
+        passes."""
         if kind not in (context.KIND_WORKFLOW, context.KIND_PERSONA) or ctx.options.parent_wait <= 0:
             return
         meta = body["metadata"]
