@@ -126,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--parent-wait",
         type=_duration_or_zero,
         default=env("RUNWHEN_PARENT_WAIT", "5s"),
-        help="a new Workflow or Persona waits this long for its Workspace's first verdict before its first"
-        " pass (0: not at all)",
+        help="a new Workflow, Persona or RunnerLocation waits this long for its Workspace's first verdict"
+        " before its first pass (0: not at all)",
     )
     run.add_argument(
         "--request-deadline",

@@ -61,6 +61,8 @@ CONNECTION_KINDS = (context.KIND_CLUSTER_CONNECTION, context.KIND_CONNECTION)
 #: (dependent kind, its reference field) -> found by the referenced object's (namespace, name)
 DEPENDENTS = kinds.DEPENDENTS
 USES_CONNECTION = kinds.USES_CONNECTION
+#: The kinds whose objects name a Workspace, and the field that names it.
+WORKSPACE_REFS = dict(kinds.dependents_of(context.KIND_WORKSPACE))
 INDEX_IDS = frozenset(
     [context.dependents_index(k, f) for k, f in DEPENDENTS]
     + [context.connection_index(k) for k in USES_CONNECTION]
@@ -175,18 +177,19 @@ class Runner:
         slot.schedule(key.job, ctx.slots.next_delay(slot, key.job, result), since=started)
 
     async def _await_parent(self, ctx: context.Context, kind: str, body: kopf.Body) -> None:
-        """A new Workflow or Persona whose Workspace has no verdict yet (applied together, the
-        Workspace's first pass still running) waits for it, at most ``--parent-wait``, before its
-        first pass: its status is then written once (Ready), not twice (WaitingForWorkspace, then
-        Ready). Before this wait, 10 % of the children of the bench's first sync of 1,000 had that
-        second pass and 4 % a second write. Holds neither the object's slot nor a place among the
-        passes."""
-        if kind not in (context.KIND_WORKFLOW, context.KIND_PERSONA) or ctx.options.parent_wait <= 0:
+        """A new object in a Workspace (Workflow, Persona, RunnerLocation: `WORKSPACE_REFS`) whose
+        Workspace has no verdict yet (applied together, its first pass still running) waits for it,
+        at most ``--parent-wait``, before its first pass: its status is then written once (Ready),
+        not twice (WaitingForWorkspace, then Ready). Before this wait, 10 % of the children of the
+        bench's first sync of 1,000 had that second pass and 4 % a second write. Holds neither the
+        object's slot nor a place among the passes."""
+        ref_field = WORKSPACE_REFS.get(kind)
+        if ref_field is None or ctx.options.parent_wait <= 0:
             return
         meta = body["metadata"]
         if meta.get("deletionTimestamp") or (body.get("status") or {}).get("conditions"):
             return  # not a first pass
-        ref = ((body.get("spec") or {}).get("workspaceRef") or {}).get("name")
+        ref = ((body.get("spec") or {}).get(ref_field) or {}).get("name")
         if not ref:
             return
         key = (context.KIND_WORKSPACE, meta.get("namespace") or "", str(ref))
